@@ -1,0 +1,3 @@
+from soaes_bench.cli import main
+
+raise SystemExit(main())

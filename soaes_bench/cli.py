@@ -1,0 +1,171 @@
+"""`soaes-bench` command line: argument parsing only.
+
+Each subcommand maps to a `module:function` taking the parsed namespace and returning an exit code; the modules
+hold the logic and a plain Python API. Handlers are imported lazily so `soaes-bench --help` stays fast.
+Errors the user can fix are raised as `UserError` and printed as one line (exit code 2 unless stated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from soaes_bench import __version__
+from soaes_bench.errors import UserError
+
+# subcommand -> handler. tests/test_cli.py checks this map against the parser and the README.
+COMMANDS = {
+    "data build": "soaes_bench.data.build:cli_build",
+    "data check": "soaes_bench.data.check:cli_check",
+    "score": "soaes_bench.metrics.score:cli_score",
+    "run": "soaes_bench.evaluation.run:cli_run",
+    "ls": "soaes_bench.evaluation.run:cli_ls",
+    "train base": "soaes_bench.training.base:cli_train_base",
+    "pipeline": "soaes_bench.training.pipeline:cli_pipeline",
+    "profile": "soaes_bench.speculative.profile:cli_profile",
+    "compare": "soaes_bench.reporting.compare:cli_compare",
+    "check": "soaes_bench.reporting.check:cli_check",
+    "plot": "soaes_bench.reporting.plots:cli_plot",
+    "report": "soaes_bench.reporting.report:cli_report",
+}
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="soaes-bench", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"soaes-bench {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    # data -------------------------------------------------------------------------------------
+    data = sub.add_parser("data", help="build and check the corpora, SFT sets, eval sets and tokenizer")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    b = dsub.add_parser("build", help="rebuild every data set deterministically from the pinned sources")
+    b.add_argument("--seed", type=int, default=1234)
+    b.add_argument("--cache-dir", default=None, help="where source archives are downloaded (default ~/.cache/soaes-bench)")
+    b.add_argument("--no-tokenizer", action="store_true", help="skip training the tokenizer")
+    b.set_defaults(handler="data build")
+    c = dsub.add_parser("check", help="validate schemas, duplicates and train/eval contamination")
+    c.add_argument("--max-leak", type=float, default=None, help="fail when an eval set's 13-gram overlap exceeds this fraction")
+    c.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    c.set_defaults(handler="data check")
+
+    # score ------------------------------------------------------------------------------------
+    s = sub.add_parser("score", help="ROUGE-1/2/L and BLEU-4 for Chinese predictions vs references")
+    s.add_argument("--pred", required=True, help="predictions: one per line, or JSONL with a `text` field")
+    s.add_argument("--ref", required=True, help="references, same format and order")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    s.add_argument("--char", action="store_true", help="character-level ROUGE instead of jieba words")
+    s.set_defaults(handler="score")
+
+    # run / ls ---------------------------------------------------------------------------------
+    r = sub.add_parser("run", help="evaluate a model on the general and/or SOAE-domain suites (lm-eval in-process)")
+    r.add_argument("--suite", default="all", help="general, domain or all")
+    r.add_argument("--model", default=None, help="local Hugging Face model directory (default: embedded model)")
+    r.add_argument("--tasks", default=None, help="comma-separated task names (instead of a suite)")
+    r.add_argument("--include-path", default=None, help="extra lm-eval task folder, as lm_eval --include_path")
+    r.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each task")
+    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    r.add_argument("--output", default="reports/latest", help="output directory (results.json, results.md, samples/)")
+    r.add_argument("--seed", type=int, default=1234)
+    r.add_argument("--chat-template", default="auto", choices=["auto", "on", "off"],
+                   help="wrap prompts in the model's chat template (auto: when the tokenizer has one)")
+    r.set_defaults(handler="run")
+    ls = sub.add_parser("ls", help="list suites, tasks and embedded models")
+    ls.add_argument("--include-path", default=None)
+    ls.set_defaults(handler="ls")
+
+    # training ---------------------------------------------------------------------------------
+    t = sub.add_parser("train", help="train the embedded base model (phase 0)")
+    tsub = t.add_subparsers(dest="train_command", metavar="WHAT")
+    tb = tsub.add_parser("base", help="pretrain the small Qwen2 reference base model on the general corpus")
+    tb.add_argument("--recipe", default=None, help="recipe YAML (default training/recipes/base.yaml)")
+    tb.add_argument("--output", default=None, help="output model directory")
+    tb.set_defaults(handler="train base")
+    pl = sub.add_parser("pipeline", help="run the gated training phases of a recipe (CPT, SFT, distillation)")
+    pl.add_argument("--recipe", required=True)
+    pl.add_argument("--resume", action="store_true")
+    pl.add_argument("--only", default=None, help="run only this phase")
+    pl.add_argument("--output", default=None, help="runs directory (default runs/<recipe name>)")
+    pl.set_defaults(handler="pipeline")
+
+    # profiler ---------------------------------------------------------------------------------
+    pr = sub.add_parser("profile", help="speculative-decoding profiler: acceptance, tau, speedup vs gamma and context")
+    pr.add_argument("--target", default=None, help="target model dir (default: embedded target)")
+    pr.add_argument("--draft", default=None, help="draft model dir (default: embedded distilled draft)")
+    pr.add_argument("--gamma", type=_ints, default=[1, 2, 3, 4, 6, 8])
+    pr.add_argument("--contexts", type=_ints, default=[128, 512, 1024])
+    pr.add_argument("--prompts", default="all", help="suite name (general, domain, all) or a JSONL/text file of prompts")
+    pr.add_argument("--max-new-tokens", type=int, default=64)
+    pr.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (lossless); > 0 = rejection sampling")
+    pr.add_argument("--repeats", type=int, default=3)
+    pr.add_argument("--num-prompts", type=int, default=8)
+    pr.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    pr.add_argument("--seed", type=int, default=1234)
+    pr.add_argument("--save-outputs", action="store_true", help="also write outputs.jsonl (prompt/target/spec ids)")
+    pr.add_argument("--hf-baseline", action="store_true", help="also time HF assisted generation on the same pair")
+    pr.add_argument("--output", default="reports/profile")
+    pr.set_defaults(handler="profile")
+
+    # reporting --------------------------------------------------------------------------------
+    cp = sub.add_parser("compare", help="paired comparison of runs: differences, ratios, bootstrap CIs, McNemar")
+    cp.add_argument("runs", nargs="+", help="results.json files or run directories (first is the reference)")
+    cp.add_argument("--resamples", type=int, default=2000)
+    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--force", action="store_true", help="compare even if task configs differ")
+    cp.add_argument("--format", default="table", choices=["table", "markdown", "csv", "latex"])
+    cp.add_argument("--output", default=None, help="also write the table here (format from the suffix)")
+    cp.set_defaults(handler="compare")
+    ck = sub.add_parser("check", help="CI regression check: exit 0 ok, 1 regression, 2 bad input")
+    ck.add_argument("--baseline", required=True)
+    ck.add_argument("--results", required=True)
+    ck.add_argument("--policy", default=None, help="YAML tolerances per task/metric")
+    ck.add_argument("--resamples", type=int, default=2000)
+    ck.add_argument("--seed", type=int, default=0)
+    ck.set_defaults(handler="check")
+    pt = sub.add_parser("plot", help="paper figures (PNG+SVG+PDF) from results, gate and profile files")
+    pt.add_argument("inputs", nargs="+", help="results.json / gate / profile files or directories")
+    pt.add_argument("--kind", default="auto",
+                    help="auto, phases, sft-ablation, distillation, profile, models")
+    pt.add_argument("--output", default="reports/figures")
+    pt.set_defaults(handler="plot")
+    rp = sub.add_parser("report", help="one Markdown report for a run directory")
+    rp.add_argument("run_dir")
+    rp.add_argument("--output", default=None, help="report path (default RUN_DIR/report.md)")
+    rp.set_defaults(handler="report")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        # `soaes-bench`, `soaes-bench data`, `soaes-bench train` without an action: show help.
+        parser.parse_args([*(sys.argv[1:2] if argv is None else argv[:1]), "--help"])
+        return 2
+    module_name, func_name = COMMANDS[handler].split(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(args) or 0)
+    except UserError as e:
+        print(f"soaes-bench {handler}: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print(f"soaes-bench {handler}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
