@@ -40,17 +40,24 @@ def _ints(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="soaes-bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="soaes-bench",
+        description="Benchmark-first harness for Chinese domain LLMs (SOAEsV2): suites, gates, speculative-decoding profiler.",
+    )
+    p.set_defaults(help_parser=p)
     p.add_argument("--version", action="version", version=f"soaes-bench {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     # data -------------------------------------------------------------------------------------
     data = sub.add_parser("data", help="build and check the corpora, SFT sets, eval sets and tokenizer")
+    data.set_defaults(help_parser=data)
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
     b = dsub.add_parser("build", help="rebuild every data set deterministically from the pinned sources")
     b.add_argument("--seed", type=int, default=1234)
     b.add_argument("--cache-dir", default=None, help="where source archives are downloaded (default ~/.cache/soaes-bench)")
     b.add_argument("--no-tokenizer", action="store_true", help="skip training the tokenizer")
+    b.add_argument("--verify", action="store_true",
+                   help="build nothing: re-hash the built files against training/data/MANIFEST.json (exit 1 on a mismatch)")
     b.set_defaults(handler="data build")
     c = dsub.add_parser("check", help="validate schemas, duplicates and train/eval contamination")
     c.add_argument("--max-leak", type=float, default=None, help="fail when an eval set's 13-gram overlap exceeds this fraction")
@@ -85,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # training ---------------------------------------------------------------------------------
     t = sub.add_parser("train", help="train the embedded base model (phase 0)")
+    t.set_defaults(help_parser=t)
     tsub = t.add_subparsers(dest="train_command", metavar="WHAT")
     tb = tsub.add_parser("base", help="pretrain the small Qwen2 reference base model on the general corpus")
     tb.add_argument("--recipe", default=None, help="recipe YAML (default training/recipes/base.yaml)")
@@ -128,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--baseline", required=True)
     ck.add_argument("--results", required=True)
     ck.add_argument("--policy", default=None, help="YAML tolerances per task/metric")
-    ck.add_argument("--resamples", type=int, default=2000)
-    ck.add_argument("--seed", type=int, default=0)
+    ck.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default: the policy's, 2000)")
+    ck.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the policy's, 0)")
     ck.set_defaults(handler="check")
     pt = sub.add_parser("plot", help="paper figures (PNG+SVG+PDF) from results, gate and profile files")
     pt.add_argument("inputs", nargs="+", help="results.json / gate / profile files or directories")
@@ -149,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        # `soaes-bench`, `soaes-bench data`, `soaes-bench train` without an action: show help.
-        parser.parse_args([*(sys.argv[1:2] if argv is None else argv[:1]), "--help"])
+        # `soaes-bench`, `soaes-bench data`, `soaes-bench train` without an action: usage, exit 2.
+        args.help_parser.print_help(sys.stderr)
         return 2
     module_name, func_name = COMMANDS[handler].split(":")
     try:

@@ -1,0 +1,401 @@
+"""`soaes-bench data check`: schemas, duplicates, train/eval contamination and the build manifest.
+
+    soaes-bench data check                 # table; exit 0 ok, 1 check failed (leak / manifest), 2 bad input
+    soaes-bench data check --json --max-leak 0.02
+
+Why: every later number (bits-per-byte, ROUGE, acceptance rates) is only as good as the split behind it, so the
+check refuses malformed rows outright (one line naming FILE:LINE and the field) and fails when an evaluation set
+overlaps the training data.
+
+Contamination is measured with 13-grams of units (13 Chinese characters or 13 English words, whitespace and
+punctuation dropped; see overlap.py). For every (training set, eval set) pair and for each eval set against all
+training data together it reports:
+  share   fraction of eval items sharing at least one 13-gram with training,
+  leak    fraction of items whose text is at least 80% covered by shared 13-grams (the gate, --max-leak 0.05),
+  partial fraction of items at least 50% covered, and the fraction of all eval 13-grams found in training.
+N-grams found in more than max(5, 2%) items of the same eval set are prompt templates or law titles and are
+ignored. Why the gate is coverage and not "shares one 13-gram": on the built data (see DATA_CARD.md) 53-66% of
+the domain items share a 13-gram with training only through law titles ("中华人民共和国证券投资基金法" is cited by
+training laws) and statutory formulas repeated across laws ("对直接负责的主管人员和其他直接责任人员",
+"构成犯罪的，依法追究刑事责任"), while the items at >= 80% coverage are real copies (a law reprinted in a
+held-out newspaper issue, a review posted twice). 13 characters is longer than the stock phrases that matter
+("履行出资人职责的机构" is 10) and a copy with a few characters changed keeps most of its 13-character stretches,
+so its coverage stays high. The 80% "dirty" cut follows the Llama 2 contamination analysis.
+Python API: check_data(train, evals, ...) with explicit paths; default_files() lists the files of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from soaes_bench import paths
+from soaes_bench.data import overlap
+from soaes_bench.errors import UserError
+from soaes_bench.io import iter_jsonl, read_json, sha256_file
+
+NGRAM = 13
+DEFAULT_MAX_LEAK = 0.05
+MIN_COVERAGE = 0.8   # an item is leaked when this much of it lies in 13-grams seen in training
+TEMPLATE_MIN, TEMPLATE_FRAC = 5, 0.02  # n-grams in more than max(5, 2% of items) eval items are templates
+SHINGLE = 5          # MinHash shingles: 5 characters / 5 words
+NUM_PERM = 128
+BANDS = 16
+NEAR_DUP_JACCARD = 0.8
+MINHASH_SEED = 1234
+
+TRAIN_FILES = {"general.jsonl": "doc", "domain.jsonl": "doc", "sft_stage1.jsonl": "sft",
+               "sft_stage2.jsonl": "sft", "expert_handwritten.jsonl": "handwritten"}
+EVAL_FILES = {"soaes_general": {"zh_text.jsonl": "text", "en_text.jsonl": "text", "general_mc.jsonl": "mc",
+                                "general_gen.jsonl": "gen"},
+              "soaes_domain": {"domain_text.jsonl": "text", "domain_mc.jsonl": "mc", "domain_qa.jsonl": "gen"}}
+
+
+# ---------------------------------------------------------------------------------------------- schemas
+def _req(row: dict, key: str) -> Any:
+    if key not in row:
+        raise ValueError(f"field {key}: missing")
+    return row[key]
+
+
+def _str(row: dict, key: str) -> str:
+    v = _req(row, key)
+    if not isinstance(v, str):
+        raise ValueError(f"field {key}: expected a string, got {type(v).__name__}")
+    if not v.strip():
+        raise ValueError(f"field {key}: empty string")
+    return v
+
+
+def _id(row: dict) -> str | int:
+    v = _req(row, "id")
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise ValueError(f"field id: expected a string or integer, got {type(v).__name__}")
+    if isinstance(v, str) and not v.strip():
+        raise ValueError("field id: empty string")
+    return v
+
+
+def _choice(row: dict, key: str, allowed: tuple) -> str:
+    v = _str(row, key)
+    if v not in allowed:
+        raise ValueError(f"field {key}: {v!r} is not one of {', '.join(allowed)}")
+    return v
+
+
+def _doc(row: dict) -> list[str]:
+    _str(row, "source")
+    _choice(row, "lang", ("zh", "en"))
+    return [_str(row, "text")]
+
+
+def _text(row: dict) -> list[str]:
+    _str(row, "source")
+    return [_str(row, "text")]
+
+
+def _sft(row: dict) -> list[str]:
+    msgs = _req(row, "messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ValueError("field messages: expected a non-empty list")
+    roles = []
+    for k, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise ValueError(f"field messages[{k}]: expected an object")
+        role, content = m.get("role"), m.get("content")
+        if role not in ("system", "user", "assistant"):
+            raise ValueError(f"field messages[{k}].role: {role!r} is not system, user or assistant")
+        if not isinstance(content, str) or not content.strip():
+            raise ValueError(f"field messages[{k}].content: expected a non-empty string")
+        roles.append(role)
+    turns = roles[1:] if roles[0] == "system" else roles
+    expected = ["user", "assistant"] * (len(turns) // 2 + 1)
+    if not turns or turns != expected[:len(turns)] or turns[-1] != "assistant":
+        raise ValueError(f"field messages: roles must alternate user/assistant and end with assistant, got {roles}")
+    _str(row, "source")
+    _choice(row, "kind", ("generated", "handwritten"))
+    cite = _req(row, "cite")
+    if cite is not None and not (isinstance(cite, str) and cite.strip()):
+        raise ValueError("field cite: expected a non-empty string or null")
+    return [m["content"] for m in msgs]
+
+
+def _handwritten(row: dict) -> list[str]:
+    _str(row, "topic")
+    cite = _req(row, "cite")
+    if not isinstance(cite, dict):
+        raise ValueError("field cite: expected an object with law and article")
+    for key in ("law", "article"):
+        if not isinstance(cite.get(key), str) or not cite[key].strip():
+            raise ValueError(f"field cite.{key}: expected a non-empty string")
+    return [_str(row, "question"), _str(row, "answer")]
+
+
+def _mc(row: dict) -> list[str]:
+    q = _str(row, "question")
+    choices = _req(row, "choices")
+    if not isinstance(choices, list) or len(choices) != 4:
+        raise ValueError(f"field choices: expected a list of 4 strings, got {len(choices) if isinstance(choices, list) else type(choices).__name__}")
+    if not all(isinstance(c, str) and c.strip() for c in choices):
+        raise ValueError("field choices: every choice must be a non-empty string")
+    if len({c.strip() for c in choices}) != 4:
+        raise ValueError("field choices: the 4 choices must be distinct")
+    ans = _req(row, "answer")
+    if isinstance(ans, bool) or not isinstance(ans, int) or not 0 <= ans <= 3:
+        raise ValueError(f"field answer: expected an integer 0-3, got {ans!r}")
+    _str(row, "source")
+    return [q, *choices]
+
+
+def _gen(row: dict) -> list[str]:
+    _str(row, "source")
+    _str(row, "kind")
+    return [_str(row, "question"), _str(row, "answer")]
+
+
+SCHEMAS: dict[str, Callable[[dict], list[str]]] = {
+    "doc": _doc, "text": _text, "sft": _sft, "handwritten": _handwritten, "mc": _mc, "gen": _gen}
+
+
+def infer_schema(row: dict) -> str:
+    """Schema of a data file not named in DESIGN.md, from its first row's fields."""
+    if "messages" in row:
+        return "sft"
+    if "choices" in row:
+        return "mc"
+    if "question" in row:
+        return "handwritten" if "topic" in row else "gen"
+    return "doc" if "lang" in row else "text"
+
+
+# ---------------------------------------------------------------------------------------------- loading
+@dataclass
+class DataFile:
+    path: Path
+    schema: str
+    ids: list = field(default_factory=list)
+    segments: list[list[str]] = field(default_factory=list)  # per row: the text fields compared for overlap
+    chars: int = 0
+
+    @property
+    def label(self) -> str:
+        return _label(self.path)
+
+
+def _label(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(paths.REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def load_file(path: str | Path, schema: str | None = None) -> DataFile:
+    """Validate every row (UserError "FILE:LINE: field X: problem" on the first bad one); refuse empty files."""
+    path = Path(path)
+    data = DataFile(path, schema or "")
+    seen: dict = {}
+    for lineno, row in iter_jsonl(path):
+        if not data.schema:
+            data.schema = infer_schema(row)
+        try:
+            rid = _id(row)
+            segs = SCHEMAS[data.schema](row)
+        except ValueError as e:
+            raise UserError(f"{path}:{lineno}: {e}") from None
+        if rid in seen:
+            raise UserError(f"{path}:{lineno}: field id: duplicate id {rid!r} (first on line {seen[rid]})")
+        seen[rid] = lineno
+        data.ids.append(rid)
+        data.segments.append(segs)
+        data.chars += sum(len(s) for s in segs)
+    if not data.ids:
+        raise UserError(f"{path}: empty file (no rows)")
+    return data
+
+
+def default_files() -> tuple[dict[Path, str], dict[Path, str]]:
+    """(training files, evaluation files) -> schema, as listed in DESIGN.md plus any other *.jsonl beside them."""
+    tdir = paths.training_dir() / "data"
+    train = {tdir / name: schema for name, schema in TRAIN_FILES.items()}
+    evals: dict[Path, str] = {}
+    try:
+        root = paths.tasks_dir()
+    except FileNotFoundError:
+        root = paths.REPO_ROOT / "tasks"
+    for suite, files in EVAL_FILES.items():
+        evals.update({root / suite / "data" / name: schema for name, schema in files.items()})
+        for extra in sorted((root / suite / "data").glob("*.jsonl")):
+            evals.setdefault(extra, "")
+    for extra in sorted(tdir.glob("*.jsonl")):
+        train.setdefault(extra, "")
+    return train, evals
+
+
+# ---------------------------------------------------------------------------------------------- manifest
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+def manifest_entries(obj: Any) -> dict[str, str]:
+    """Every (relative path -> sha256) pair found anywhere in a manifest: {"a.jsonl": "<sha>"},
+    {"a.jsonl": {"sha256": ...}} or [{"path": ..., "sha256": ...}], at any depth."""
+    out: dict[str, str] = {}
+    if isinstance(obj, dict):
+        p, s = obj.get("path"), obj.get("sha256")
+        if isinstance(p, str) and isinstance(s, str) and _SHA.match(s.lower()):
+            out[p] = s.lower()
+        for k, v in obj.items():
+            pathlike = isinstance(k, str) and ("/" in k or "." in k)
+            if pathlike and isinstance(v, str) and _SHA.match(v.lower()):
+                out[k] = v.lower()
+            elif pathlike and isinstance(v, dict) and isinstance(v.get("sha256"), str) and _SHA.match(v["sha256"].lower()):
+                out[k] = v["sha256"].lower()
+            elif isinstance(v, (dict, list)):
+                out.update(manifest_entries(v))
+    elif isinstance(obj, list):
+        for v in obj:
+            out.update(manifest_entries(v))
+    return out
+
+
+def check_manifest(manifest: str | Path) -> dict:
+    """Compare files against the build manifest; paths are tried relative to the manifest, training/ and the repo."""
+    manifest = Path(manifest)
+    entries = manifest_entries(read_json(manifest))
+    bases = [manifest.parent, paths.training_dir(), paths.REPO_ROOT]
+    ok, mismatched, missing = [], [], []
+    for rel, sha in sorted(entries.items()):
+        found = next((b / rel for b in bases if (b / rel).is_file()), None)
+        if found is None:
+            missing.append(rel)
+        elif sha256_file(found) != sha:
+            mismatched.append(rel)
+        else:
+            ok.append(rel)
+    return {"path": _label(manifest), "entries": len(entries), "ok": len(ok), "mismatched": mismatched,
+            "missing": missing}
+
+
+# ---------------------------------------------------------------------------------------------- the check
+def duplicate_stats(data: DataFile, unit_hashes: list[list[np.ndarray]] | None = None,
+                    num_perm: int = NUM_PERM, seed: int = MINHASH_SEED) -> dict:
+    """Exact (normalised-text hash) and near (MinHash >= 0.8 over 5-unit shingles) duplicate rates of one file.
+    A rate is the fraction of rows that duplicate an earlier row: (rows - clusters) / rows."""
+    if unit_hashes is None:
+        unit_hashes = [[overlap.unit_hashes(t) for t in segs] for segs in data.segments]
+    fps = [overlap.fingerprint(segs) for segs in unit_hashes]
+    params = overlap.minhash_params(num_perm, seed)
+    sigs = np.stack([overlap.minhash(overlap.shingles_from_units(segs, SHINGLE), params) for segs in unit_hashes])
+    groups = overlap.near_duplicate_groups(sigs, fps, bands=BANDS, threshold=NEAR_DUP_JACCARD)
+    n = len(fps)
+    exact = n - len(set(fps))
+    near = n - len(set(groups))
+    examples = [[data.ids[j], data.ids[g]] for j, g in enumerate(groups) if g != j][:5]
+    return {"exact_dups": exact, "exact_dup_rate": exact / n, "near_dups": near, "near_dup_rate": near / n,
+            "near_dup_examples": examples}
+
+
+def check_data(train: dict[str | Path, str], evals: dict[str | Path, str], manifest: str | Path | None = None,
+               max_leak: float = DEFAULT_MAX_LEAK, n: int = NGRAM, min_coverage: float = MIN_COVERAGE,
+               templates: bool = True) -> dict:
+    """The whole check on explicit files ({path: schema or ""}); returns the report (see format_table)."""
+    missing = [str(p) for p in [*train, *evals] if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"{', '.join(missing)}: file not found (run `soaes-bench data build` first)")
+    tfiles = [load_file(p, s or None) for p, s in train.items()]
+    efiles = [load_file(p, s or None) for p, s in evals.items()]
+    report: dict[str, Any] = {
+        "schema": "soaes-bench/data-check", "schema_version": 1,
+        "settings": {"ngram": n, "max_leak": max_leak, "min_coverage": min_coverage,
+                     "templates": f"n-grams in more than max({TEMPLATE_MIN}, {TEMPLATE_FRAC:.0%}) items" if templates else None,
+                     "minhash": {"shingle": SHINGLE, "num_perm": NUM_PERM, "bands": BANDS,
+                                 "threshold": NEAR_DUP_JACCARD, "seed": MINHASH_SEED}},
+        "files": [], "contamination": [], "by_eval": {}, "manifest": None, "failures": []}
+    units = {}  # unit hashes of every segment, computed once per file and shared by all measures
+    for role, group in (("train", tfiles), ("eval", efiles)):
+        for d in group:
+            units[d.label] = [[overlap.unit_hashes(t) for t in segs] for segs in d.segments]
+            report["files"].append({"path": d.label, "role": role, "schema": d.schema, "rows": len(d.ids),
+                                    "chars": d.chars, **duplicate_stats(d, units[d.label])})
+
+    indexes = {d.label: overlap.build_index(overlap.ngrams_from_units(u, n) for segs in units[d.label] for u in segs)
+               for d in tfiles}
+    union = overlap.build_index(indexes.values())
+    keys = ("share_rate", "leak_rate", "partial_rate", "ngram_rate")
+    for e in efiles:
+        items = [[(overlap.ngrams_from_units(u, n), len(u)) for u in segs] for segs in units[e.label]]
+        ignore = None
+        if templates:
+            limit = max(TEMPLATE_MIN, int(TEMPLATE_FRAC * len(items)))
+            ignore = overlap.template_ngrams([np.concatenate([g for g, _ in it]) for it in items], limit)
+        for t in tfiles:
+            c = overlap.contamination(indexes[t.label], items, n, ignore, min_coverage)
+            report["contamination"].append({"train": t.label, "eval": e.label, "items": len(items),
+                                            "items_leaked": int(c["leaked"].sum()),
+                                            **{k: float(c[k]) for k in keys}})
+        c = overlap.contamination(union, items, n, ignore, min_coverage)
+        worst = np.argsort(-c["coverage"], kind="stable")
+        report["by_eval"][e.label] = {
+            "items": len(items), "items_leaked": int(c["leaked"].sum()), "items_sharing": int(c["shares"].sum()),
+            **{k: float(c[k]) for k in keys}, "ngram_total": c["ngram_total"],
+            "templates_ignored": 0 if ignore is None else len(ignore),
+            "leaked": [{"id": e.ids[i], "coverage": round(float(c["coverage"][i]), 3)} for i in worst[:10]
+                       if c["leaked"][i]]}
+        if c["leak_rate"] > max_leak:
+            ids = [x["id"] for x in report["by_eval"][e.label]["leaked"][:5]]
+            report["failures"].append(f"{e.label}: {c['leak_rate']:.1%} of items are >= {min_coverage:.0%} covered "
+                                      f"by training {n}-grams (limit {max_leak:.1%}), e.g. {ids}")
+    if manifest is not None and Path(manifest).is_file():
+        m = report["manifest"] = check_manifest(manifest)
+        if m["mismatched"] or m["missing"]:
+            report["failures"].append(f"{m['path']}: {len(m['mismatched'])} file(s) differ from the build manifest "
+                                      f"{m['mismatched'][:5]}, {len(m['missing'])} missing {m['missing'][:5]} "
+                                      f"(rebuild with `soaes-bench data build`)")
+    report["passed"] = not report["failures"]
+    return report
+
+
+def format_table(report: dict) -> str:
+    """Readable plain-text report."""
+    lines = [f"{'file':48} {'role':5} {'schema':11} {'rows':>7} {'chars':>11} {'exact dup':>9} {'near dup':>9}"]
+    for f in report["files"]:
+        lines.append(f"{f['path']:48} {f['role']:5} {f['schema']:11} {f['rows']:>7} {f['chars']:>11} "
+                     f"{f['exact_dup_rate']:>9.2%} {f['near_dup_rate']:>9.2%}")
+    st = report["settings"]
+    lines += ["", f"contamination: leaked (>= {st['min_coverage']:.0%} covered by training {st['ngram']}-grams) / "
+                  f"sharing at least one {st['ngram']}-gram, per training set"]
+    trains = list(dict.fromkeys(c["train"] for c in report["contamination"]))
+    lines.append(f"{'eval set':44}" + "".join(f"{Path(t).stem[:13]:>15}" for t in trains))
+    cells = {(c["train"], c["eval"]): c for c in report["contamination"]}
+    for e in report["by_eval"]:
+        lines.append(f"{e:44}" + "".join(f"{cells[t, e]['leak_rate']:>7.1%} /{cells[t, e]['share_rate']:>6.1%}"
+                                          for t in trains))
+    lines += ["", "against all training data together:",
+              f"{'eval set':44}{'items':>6}{'leaked':>8}{'>=50%':>8}{'share':>8}{'13-gram':>9}  worst items"]
+    for e, b in report["by_eval"].items():
+        worst = ", ".join(f"{x['id']} ({x['coverage']:.0%})" for x in b["leaked"][:3])
+        lines.append(f"{e:44}{b['items']:>6}{b['leak_rate']:>8.1%}{b['partial_rate']:>8.1%}{b['share_rate']:>8.1%}"
+                     f"{b['ngram_rate']:>9.2%}  {worst}")
+    m = report.get("manifest")
+    if m:
+        lines += ["", f"manifest {m['path']}: {m['ok']}/{m['entries']} match, {len(m['mismatched'])} differ "
+                      f"{m['mismatched'][:5]}, {len(m['missing'])} missing {m['missing'][:5]}"]
+    lines += ["", "PASSED" if report["passed"] else "FAILED:\n  " + "\n  ".join(report["failures"])]
+    return "\n".join(lines)
+
+
+def cli_check(args) -> int:
+    train, evals = default_files()
+    max_leak = DEFAULT_MAX_LEAK if getattr(args, "max_leak", None) is None else args.max_leak
+    if not 0.0 <= max_leak <= 1.0:
+        raise UserError(f"--max-leak: expected a fraction between 0 and 1, got {max_leak}")
+    report = check_data(train, evals, manifest=paths.training_dir() / "data" / "MANIFEST.json", max_leak=max_leak)
+    print(json.dumps(report, ensure_ascii=False) if getattr(args, "json", False) else format_table(report))
+    if not report["passed"]:
+        what = [f.split(":")[0] for f in report["failures"]]
+        raise UserError(f"check failed for {', '.join(what)} (details above)", code=1)
+    return 0

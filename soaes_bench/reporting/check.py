@@ -1,0 +1,162 @@
+"""`soaes-bench check`: the CI regression gate. Exit 0: nothing regressed; 1: a regression; 2: bad input.
+
+    soaes-bench check --baseline reports/baseline/results.json --results reports/latest/results.json \\
+        --policy reports/policy.yaml
+
+A metric regresses when it moved in its bad direction (higher_is_better from the results; bits_per_byte: lower is
+better) by more than its tolerance AND the paired bootstrap CI of (results - baseline) excludes 0 on the bad side.
+Both conditions, because a big drop on 20 items can be noise and a significant drop of 0.1 ROUGE is not worth a
+red build. Without per-item samples the CI comes from the two stderrs; with neither, the tolerance alone decides.
+
+A task or metric of the baseline that is missing from the results is a regression by default (`missing:
+regression`): CI must not go green because a task silently stopped running. Set `missing: error` to exit 2 instead,
+or `ignore`. Tasks whose config_sha256 or version changed are bad input (exit 2): regenerate the baseline.
+Only task-level metrics are judged; group aggregates are shown by `compare`, not gated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from soaes_bench import results
+from soaes_bench.config import from_dict, load_dataclass, non_negative, positive
+from soaes_bench.errors import UserError
+from soaes_bench.reporting.compare import compare, render
+
+
+def _confidence(v):
+    return None if 0.0 < v < 1.0 else f"must be in (0, 1), got {v}"
+
+
+@dataclass
+class Tolerance:
+    """Allowed move in the bad direction before it counts; with both set, the larger allowance applies."""
+
+    absolute: float | None = field(default=None, metadata={"help": "in the metric's units", "check": non_negative})
+    relative: float | None = field(default=None, metadata={"help": "fraction of |baseline|", "check": non_negative})
+
+    def allowed(self, baseline: float) -> float:
+        return max(self.absolute or 0.0, (self.relative or 0.0) * abs(baseline) if results.is_number(baseline) else 0.0)
+
+
+@dataclass
+class TaskPolicy:
+    tolerance: Tolerance | None = None
+    metrics: dict[str, Tolerance] = field(default_factory=dict)
+    ignore: bool = False
+
+
+@dataclass
+class Policy:
+    """Regression policy (reports/policy.yaml). Most specific tolerance wins: tasks.T.metrics.M, tasks.T.tolerance,
+    metrics.M, tolerance."""
+
+    tolerance: Tolerance = field(default_factory=lambda: Tolerance(relative=0.01))
+    metrics: dict[str, Tolerance] = field(default_factory=dict)
+    tasks: dict[str, TaskPolicy] = field(default_factory=dict)
+    ignore: list[str] = field(default_factory=list, metadata={"help": "metric, task or task:metric names"})
+    missing: Literal["regression", "error", "ignore"] = "regression"
+    confidence: float = field(default=0.95, metadata={"check": _confidence})
+    resamples: int = field(default=2000, metadata={"check": positive})
+    seed: int = 0
+
+    def tolerance_for(self, task: str, metric: str) -> Tolerance:
+        tp = self.tasks.get(task)
+        if tp is not None and metric in tp.metrics:
+            return tp.metrics[metric]
+        if tp is not None and tp.tolerance is not None:
+            return tp.tolerance
+        return self.metrics.get(metric, self.tolerance)
+
+    def ignored(self, task: str, metric: str) -> bool:
+        tp = self.tasks.get(task)
+        return (tp is not None and tp.ignore) or metric in self.ignore or task in self.ignore \
+            or f"{task}:{metric}" in self.ignore
+
+
+def load_policy(policy: Policy | str | Path | dict | None) -> Policy:
+    if policy is None:
+        return Policy()
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, dict):
+        return from_dict(Policy, policy, "<policy>")
+    return load_dataclass(Policy, policy)
+
+
+def _judge(row, pol: Policy) -> tuple[str, float]:
+    """(status, allowed drop) of one compared metric."""
+    if pol.ignored(row.task, row.metric):
+        return "ignored", math.nan
+    tol = pol.tolerance_for(row.task, row.metric).allowed(row.value_ref)
+    if not results.is_number(row.value_ref):
+        return "new", tol
+    if not results.is_number(row.value):
+        return ("missing" if pol.missing != "ignore" else "ignored"), tol
+    sign = 1.0 if row.higher_is_better else -1.0
+    worse = -sign * row.diff  # > 0: moved in the bad direction
+    if row.diff == 0:
+        return "same", tol
+    if worse <= 0:
+        return "better", tol
+    if worse <= tol:
+        return "within tolerance", tol
+    has_ci = results.is_number(row.ci_low) and results.is_number(row.ci_high)
+    significant = (row.ci_high < 0 if row.higher_is_better else row.ci_low > 0) if has_ci else True
+    return ("REGRESSED" if significant else "not significant"), tol
+
+
+def check(baseline, results_path, policy=None, resamples: int | None = None,
+          seed: int | None = None) -> tuple[int, pd.DataFrame]:
+    """(exit code, table) for results vs baseline under `policy` (Policy, YAML path, dict or None for defaults).
+
+    Bad input (missing files, bad policy, changed task configs) raises UserError (exit 2).
+    """
+    pol = load_policy(policy)
+    resamples = pol.resamples if resamples is None else resamples
+    seed = pol.seed if seed is None else seed
+    df = compare([baseline, results_path], resamples=resamples, seed=seed, confidence=pol.confidence)
+    df = df[df.level == "task"].reset_index(drop=True)
+    judged = [_judge(r, pol) for r in df.itertuples()]
+    df["status"] = [s for s, _ in judged]
+    df["tolerance"] = [t for _, t in judged]
+    missing = df[df.status == "missing"]
+    if len(missing) and pol.missing == "error":
+        first = missing.iloc[0]
+        raise UserError(f"{results_path}: {first.task}:{first.metric} is in the baseline but not in the results "
+                        f"({len(missing)} missing in all)")
+    code = 1 if df.status.isin(["REGRESSED", "missing"]).any() else 0
+    return code, df
+
+
+def format_check(df: pd.DataFrame, code: int) -> str:
+    """The metrics that moved (or went missing), one line each, and a verdict line."""
+    moved = df[~df.status.isin(["same", "ignored"])]
+    if moved.empty:
+        body = "no metric moved\n"
+    else:
+        head = ["task", "metric", "status", "baseline", "results", "diff [CI]", "tolerance"]
+        rows = []
+        for r in moved.itertuples():
+            d = 2 if results.is_number(r.value_ref) and abs(r.value_ref) >= 10 else 3
+
+            def f(x):
+                return f"{x:.{d}f}" if results.is_number(x) else "–"
+
+            ci = f" [{f(r.ci_low)}, {f(r.ci_high)}]" if results.is_number(r.ci_low) else ""
+            rows.append([r.task, r.metric, r.status, f(r.value_ref), f(r.value), f(r.diff) + ci, f(r.tolerance)])
+        body = render(head, rows, "table", right_from=3)
+    n_bad = int(df.status.isin(["REGRESSED", "missing"]).sum())
+    verdict = f"FAIL: {n_bad} regression(s)" if code else f"OK: {len(df)} metric(s) checked, none regressed"
+    return body + verdict + "\n"
+
+
+def cli_check(args) -> int:
+    code, df = check(args.baseline, args.results, args.policy, resamples=args.resamples, seed=args.seed)
+    print(format_check(df, code), end="")
+    return code

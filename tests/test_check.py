@@ -1,0 +1,139 @@
+"""check(): exit 0 when nothing regressed, 1 on a significant drop beyond tolerance, 2 on bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.reporting_runs import make_results
+
+from soaes_bench import cli
+from soaes_bench.errors import UserError
+from soaes_bench.reporting.check import Policy, Tolerance, check, load_policy
+
+SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "reports" / "policy.yaml"
+RNG = np.random.default_rng(1)
+ACC = [float(x) for x in RNG.random(200) < 0.6]
+ROUGE = list(RNG.uniform(0, 60, 80))
+LLS = list(RNG.uniform(-120, -80, 40))
+
+
+def _run(path, acc=ACC, rouge=ROUGE, lls=LLS, tasks=None):
+    t = {"soaes_general_mc": {"acc": acc}, "soaes_domain_qa": {"rouge1": rouge},
+         "soaes_domain_text": {"bits_per_byte": [[x, 50] for x in lls]}}
+    return make_results(path, "m", {k: v for k, v in t.items() if tasks is None or k in tasks})
+
+
+def _status(df, metric):
+    return df[df.metric == metric].iloc[0].status
+
+
+def _cli(baseline, results, *extra):
+    return cli.main(["check", "--baseline", str(baseline), "--results", str(results), "--resamples", "300", *extra])
+
+
+def test_baseline_against_itself_passes(tmp_path, capsys):
+    base = _run(tmp_path / "base")
+    assert _cli(base, base, "--policy", str(SHIPPED_POLICY)) == 0
+    out = capsys.readouterr().out
+    assert "no metric moved" in out and "OK" in out
+
+
+def test_injected_regression_fails(tmp_path, capsys):
+    base = _run(tmp_path / "base")
+    worse = [0.0 if i % 4 == 0 else x for i, x in enumerate(ACC)]  # a quarter of the items now wrong
+    latest = _run(tmp_path / "latest", acc=worse)
+    assert _cli(base, latest, "--policy", str(SHIPPED_POLICY)) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSED" in out and "soaes_general_mc" in out and "FAIL: 1 regression" in out
+    code, df = check(base, latest, resamples=300)
+    assert code == 1 and _status(df, "acc") == "REGRESSED" and df[df.metric == "acc"].iloc[0].ci_high < 0
+
+
+def test_improvement_and_small_drop_pass(tmp_path):
+    base = _run(tmp_path / "base")
+    better = _run(tmp_path / "better", acc=[1.0 if i % 4 == 0 else x for i, x in enumerate(ACC)])
+    code, df = check(base, better, resamples=300)
+    assert code == 0 and _status(df, "acc") == "better"
+    # a significant but tiny ROUGE drop (every item -0.1) is within the 0.5 tolerance
+    tiny = _run(tmp_path / "tiny", rouge=[r - 0.1 for r in ROUGE])
+    code, df = check(base, tiny, SHIPPED_POLICY, resamples=300)
+    assert code == 0 and _status(df, "rouge1") == "within tolerance"
+    # zero tolerance: the same drop is now a regression (the CI is [-0.1, -0.1])
+    code, df = check(base, tiny, {"tolerance": {"absolute": 0.0}}, resamples=300)
+    assert code == 1 and _status(df, "rouge1") == "REGRESSED"
+
+
+def test_large_but_noisy_drop_is_not_significant(tmp_path):
+    base = _run(tmp_path / "base")
+    noise = RNG.normal(0, 25, len(ROUGE))
+    noisy = _run(tmp_path / "noisy", rouge=list(np.asarray(ROUGE) - 1.0 + noise - noise.mean()))
+    code, df = check(base, noisy, {"tolerance": {"absolute": 0.5}}, resamples=300)
+    row = df[df.metric == "rouge1"].iloc[0]
+    assert row["diff"] == pytest.approx(-1.0) and row.ci_low < 0 < row.ci_high
+    assert code == 0 and row.status == "not significant"
+
+
+def test_bits_per_byte_is_lower_is_better(tmp_path):
+    base = _run(tmp_path / "base")
+    worse = _run(tmp_path / "worse", lls=[x - 5 for x in LLS])  # more nats per byte: higher bpb
+    code, df = check(base, worse, SHIPPED_POLICY, resamples=300)
+    assert code == 1 and _status(df, "bits_per_byte") == "REGRESSED"
+    better = _run(tmp_path / "better", lls=[x + 5 for x in LLS])
+    code, df = check(base, better, SHIPPED_POLICY, resamples=300)
+    assert code == 0 and _status(df, "bits_per_byte") == "better"
+
+
+def test_missing_task_is_a_regression_by_default(tmp_path):
+    base = _run(tmp_path / "base")
+    partial = _run(tmp_path / "partial", tasks={"soaes_general_mc", "soaes_domain_qa"})
+    code, df = check(base, partial, resamples=100)
+    assert code == 1 and _status(df, "bits_per_byte") == "missing"
+    assert check(base, partial, {"missing": "ignore"}, resamples=100)[0] == 0
+    with pytest.raises(UserError, match="soaes_domain_text:bits_per_byte"):
+        check(base, partial, {"missing": "error"}, resamples=100)
+    assert check(base, partial, {"ignore": ["soaes_domain_text"]}, resamples=100)[0] == 0
+
+
+def test_ignore_and_precedence_of_tolerances():
+    pol = load_policy({"tolerance": {"relative": 0.1}, "metrics": {"acc": {"absolute": 0.02}},
+                       "tasks": {"t1": {"tolerance": {"absolute": 3.0}, "metrics": {"acc": {"absolute": 0.5}}},
+                                 "t2": {"ignore": True}},
+                       "ignore": ["bleu4", "t3:rouge1"]})
+    assert pol.tolerance_for("t1", "acc").allowed(0.5) == 0.5
+    assert pol.tolerance_for("t1", "rouge1").allowed(20) == 3.0
+    assert pol.tolerance_for("t0", "acc").allowed(0.5) == 0.02
+    assert pol.tolerance_for("t0", "rouge1").allowed(20) == pytest.approx(2.0)
+    assert Tolerance(absolute=1.0, relative=0.1).allowed(30) == pytest.approx(3.0)  # the larger allowance
+    assert pol.ignored("t2", "acc") and pol.ignored("t0", "bleu4") and pol.ignored("t3", "rouge1")
+    assert not pol.ignored("t0", "rouge1")
+
+
+def test_shipped_policy_loads():
+    pol = load_policy(SHIPPED_POLICY)
+    assert isinstance(pol, Policy) and pol.missing == "regression" and pol.resamples >= 1000
+    assert pol.tolerance_for("soaes_domain_qa", "bleu4").absolute == 1.0
+
+
+def test_bad_policy_key_exits_2_naming_the_key(tmp_path, capsys):
+    base = _run(tmp_path / "base")
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("tolerence:\n  relative: 0.01\n")
+    assert _cli(base, base, "--policy", str(bad)) == 2
+    err = capsys.readouterr().err
+    assert "tolerence" in err and "did you mean tolerance" in err and len(err.strip().splitlines()) == 1
+    bad.write_text("metrics:\n  acc: {absolut: 0.01}\n")
+    assert _cli(base, base, "--policy", str(bad)) == 2
+    assert "metrics.acc.absolut" in capsys.readouterr().err
+    bad.write_text("tolerance: {relative: -1}\n")
+    assert _cli(base, base, "--policy", str(bad)) == 2
+    assert "tolerance.relative" in capsys.readouterr().err
+
+
+def test_missing_or_incomparable_input_exits_2(tmp_path, capsys):
+    base = _run(tmp_path / "base")
+    assert _cli(base, tmp_path / "nope" / "results.json") == 2
+    assert "file not found" in capsys.readouterr().err
+    assert _cli(base, base, "--policy", str(tmp_path / "nope.yaml")) == 2
+    other = make_results(tmp_path / "other", "m", {"soaes_general_mc": {"acc": ACC}}, config="new")
+    assert _cli(base, other) == 2
+    assert "config_sha256" in capsys.readouterr().err
