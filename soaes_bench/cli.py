@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build nothing: re-hash the built files against training/data/MANIFEST.json (exit 1 on a mismatch)")
     b.set_defaults(handler="data build")
     c = dsub.add_parser("check", help="validate schemas, duplicates and train/eval contamination")
-    c.add_argument("--max-leak", type=float, default=None, help="fail when an eval set's 13-gram overlap exceeds this fraction")
+    c.add_argument("--max-leak", type=float, default=None, help="fail when more than this fraction of an eval set's items are leaked "
+                        "(>= 80%% covered by training 13-grams; default 0.05)")
     c.add_argument("--json", action="store_true", help="print the report as one JSON object")
     c.set_defaults(handler="data check")
 
