@@ -1,0 +1,313 @@
+"""`soaes-bench run` and `soaes-bench ls`: the general and SOAE-domain suites through lm-eval, in-process.
+
+    soaes-bench run --model path/to/hf_model --suite domain --output reports/mymodel
+    soaes-bench run --tasks soaes_domain_qa --limit 20          # embedded default model
+    soaes-bench ls
+
+`evaluate(model, tokenizer)` scores an in-memory model and returns the results dict (nothing written; the training
+gates use it); `run(model_dir)` loads a local Hugging Face model directory, calls `evaluate` and writes
+results.json, samples/<task>.jsonl and results.md (soaes_bench.evaluation.writer holds the schema).
+
+Chat template rule: a model's chat template is used when its tokenizer has one, plain text otherwise
+(`--chat-template auto`; `on`/`off` force it). The same numbers come from plain lm-eval (0.4.13):
+
+    lm_eval --model hf --model_args pretrained=<dir>,dtype=float32 --device cpu --include_path tasks \\
+        --tasks soaes_general,soaes_domain --batch_size 8 --seed 1234 [--apply_chat_template]
+
+with `--apply_chat_template` exactly when the tokenizer has a chat template; `--device cpu` as a flag (lm-eval
+0.4.13's CLI defaults --device to cuda:0, and device=cpu inside --model_args then fails with "multiple values for
+keyword argument 'device'"); `dtype=float32` because shipped weights are stored in bfloat16 (lm-eval's default
+dtype "auto" would evaluate them in bfloat16). Loglikelihood scores do not depend on the batch size (up to float
+rounding); greedy generations do not either if the model's generation_config.eos_token_id lists both <|endoftext|>
+and <|im_end|> (finished rows are then padded instead of generating on). tests/test_run.py checks plain lm-eval against `run`.
+
+Speed: a 17M-parameter model takes about 155 CPU-seconds for `--suite all` (1630 items). torch's intra-op threads
+buy little for models this small, and on a CPU shared with other jobs 2 threads can be 10-25x slower than 1 (OpenMP
+spinning); set OMP_NUM_THREADS=1 there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from soaes_bench.config import suggest
+from soaes_bench.errors import UserError
+from soaes_bench.evaluation import writer
+from soaes_bench.io import sha256_file, sha256_files
+from soaes_bench.paths import MODELS_DIR, embedded_model, tasks_dir
+
+SUITES = {"general": ["soaes_general"], "domain": ["soaes_domain"], "all": ["soaes_general", "soaes_domain"]}
+CHAT_MODES = ("auto", "on", "off")
+
+
+# --- tasks -------------------------------------------------------------------------------------------------
+def task_manager(include_path=None):
+    """lm-eval TaskManager over our task folder (+ the user's), without lm-eval's ~200 built-in folders (fast)."""
+    from lm_eval.tasks import TaskManager
+
+    paths = [str(tasks_dir())]
+    if include_path:
+        p = Path(include_path)
+        if not p.is_dir():
+            raise UserError(f"--include-path {include_path}: not a directory")
+        paths.append(str(p.resolve()))
+    return TaskManager(include_path=paths, include_defaults=False)
+
+
+def select_tasks(tm, suite: str = "all", tasks=None) -> tuple[list[str], str]:
+    """Names to pass to lm-eval and the `suite` label for results.json; unknown names raise UserError."""
+    if tasks:
+        names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
+        for name in names:
+            if name not in tm.all_tasks:
+                raise UserError(f"--tasks: unknown task {name!r}{suggest(name, tm.all_tasks)}")
+        if not names:
+            raise UserError("--tasks: no task names given")
+        return names, "custom"
+    if suite in SUITES:
+        return list(SUITES[suite]), suite
+    if suite in tm.all_groups:
+        return [suite], suite
+    raise UserError(f"--suite: unknown suite {suite!r}{suggest(suite, [*SUITES, *tm.all_groups])};"
+                    f" choose {', '.join(SUITES)} or a group name")
+
+
+def task_groups(tm) -> dict[str, str]:
+    """task -> the group that lists it (from the index: no data is loaded)."""
+    from lm_eval.tasks._index import Kind
+
+    out = {}
+    for name, entry in tm.task_index.items():
+        if entry.kind == Kind.GROUP and entry.cfg:
+            for child in entry.cfg.get("task") or []:
+                if isinstance(child, str):
+                    out.setdefault(child, name)
+    return out
+
+
+# --- models ------------------------------------------------------------------------------------------------
+def check_model_dir(model_dir: Path) -> list[Path]:
+    """Refuse anything but a local HF directory with safetensors weights; returns the weight files."""
+    if not model_dir.exists():
+        raise UserError(f"{model_dir}: model directory not found")
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir}: not a directory (pass a Hugging Face model directory)")
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"{model_dir}: no config.json (not a Hugging Face model directory)")
+    weights = sorted(model_dir.glob("*.safetensors"))
+    if not weights:
+        pickles = sorted(p.name for pat in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in model_dir.glob(pat))
+        if pickles:
+            raise UserError(f"{model_dir}: only pickle weights ({pickles[0]}); pickle is refused, re-save with "
+                            "save_pretrained(..., safe_serialization=True)")
+        raise UserError(f"{model_dir}: no *.safetensors weights")
+    if not any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"{model_dir}: no tokenizer files (save the tokenizer next to the model)")
+    return weights
+
+
+def _display_path(p: Path) -> str:
+    p = p.resolve()
+    try:
+        return os.path.relpath(p) if p.is_relative_to(Path.cwd()) else str(p)
+    except ValueError:
+        return str(p)
+
+
+def load_model(model_dir: str | os.PathLike):
+    """(model, tokenizer, model_info) from a local directory: safetensors only, no remote code, float32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    weights = check_model_dir(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False,
+                                                     use_safetensors=True, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{model_dir}: cannot load model ({str(e).splitlines()[0]})") from None
+    tok_json = model_dir / "tokenizer.json"
+    info = {
+        "name": model_dir.resolve().name,
+        "path": _display_path(model_dir),
+        "weights_sha256": sha256_files(weights),
+        "tokenizer_sha256": sha256_file(tok_json) if tok_json.is_file() else None,
+        "n_params": sum(p.numel() for p in model.parameters()),
+    }
+    return model, tokenizer, info
+
+
+def use_chat_template(tokenizer, mode: str = "auto") -> bool:
+    if mode not in CHAT_MODES:
+        raise UserError(f"--chat-template: must be one of {', '.join(CHAT_MODES)}, got {mode!r}")
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if mode == "on" and not has:
+        raise UserError("--chat-template on: the tokenizer has no chat template")
+    return has if mode == "auto" else mode == "on"
+
+
+@contextlib.contextmanager
+def _quiet_lm_eval():
+    """lm-eval logs several warnings per task that are expected here (custom_dataset, pre-initialised model,
+    group metrics missing in member tasks); keep errors, keep the tqdm progress bars."""
+    logger = logging.getLogger("lm_eval")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device: must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device available")
+
+
+def _check_positive(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise UserError(f"--{name}: must be a positive integer, got {value!r}")
+
+
+# --- API ---------------------------------------------------------------------------------------------------
+def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=8, device="cpu", seed=1234,
+             include_path=None, chat_template="auto", model_info=None) -> dict:
+    """Evaluate an in-memory causal LM; returns the results dict (DESIGN.md schema) and writes nothing.
+
+    The dict also holds `sample_rows` ({task: [rows]}) for `writer.write_run`. `model_info` fills results["model"]
+    (name, path, weights_sha256, tokenizer_sha256, n_params); without it only name and n_params are known.
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    _check_device(device)
+    _check_positive("limit", limit)
+    _check_positive("batch-size", batch_size)
+    tm = task_manager(include_path)
+    names, suite_label = select_tasks(tm, suite, tasks)
+    chat = use_chat_template(tokenizer, chat_template)
+    model.to(device)
+    model.eval()
+    with _quiet_lm_eval():
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+        out = lm_eval.simple_evaluate(
+            lm, tasks=names, task_manager=tm, limit=limit, apply_chat_template=chat, log_samples=True,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        )
+    info = dict(model_info) if model_info else {
+        "name": getattr(model.config, "_name_or_path", None) or type(model).__name__,
+        "path": None, "weights_sha256": None, "tokenizer_sha256": None,
+        "n_params": sum(p.numel() for p in model.parameters()),
+    }
+    return writer.build_results(out, task_groups=task_groups(tm), model=info, env=writer.env_info(device, chat),
+                                suite=suite_label, seed=seed, limit=limit)
+
+
+def check_output_dir(output) -> Path:
+    """Create the output directory now (before minutes of evaluation) and prove it is writable."""
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output {output}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"--output {output}: not writable ({e.strerror or e.__class__.__name__})") from None
+    return out
+
+
+def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, batch_size=8, device="cpu",
+        output="reports/latest", seed=1234, chat_template="auto") -> dict:
+    """Evaluate a local model directory (default: the embedded model) and write the run into `output`.
+
+    Returns the results dict as written to results.json; prints the Markdown table.
+    """
+    if chat_template not in CHAT_MODES:
+        raise UserError(f"--chat-template: must be one of {', '.join(CHAT_MODES)}, got {chat_template!r}")
+    _check_device(device)
+    _check_positive("limit", limit)
+    _check_positive("batch-size", batch_size)
+    select_tasks(task_manager(include_path), suite, tasks)  # fail on a typo before loading anything
+    if model_dir is None:
+        try:
+            model_dir = embedded_model("default")
+        except FileNotFoundError:
+            raise UserError(f"no embedded model in {MODELS_DIR}; pass --model DIR") from None
+    check_model_dir(Path(model_dir))
+    out = check_output_dir(output)
+    model, tokenizer, info = load_model(model_dir)
+    results = evaluate(model, tokenizer, suite=suite, tasks=tasks, limit=limit, batch_size=batch_size,
+                       device=device, seed=seed, include_path=include_path, chat_template=chat_template,
+                       model_info=info)
+    results["run"] = out.resolve().name
+    written = writer.write_run(results, out)
+    print(writer.markdown_table(written))
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'samples'}/")
+    return written
+
+
+# --- ls ----------------------------------------------------------------------------------------------------
+def list_suites(include_path=None) -> dict:
+    """{group: [{"task", "output_type", "n"}]}: our suites first (tasks in group order), then any other group in
+    the user's folder, then "(no group)"."""
+    tm = task_manager(include_path)
+    groups = task_groups(tm)
+    order = [g for g in SUITES["all"] if g in tm.all_groups] + [g for g in tm.all_groups if g not in SUITES["all"]]
+    members = {g: [t for t in (tm.task_index[g].cfg or {}).get("task", []) if t in tm.all_subtasks] for g in order}
+    members["(no group)"] = [t for t in tm.all_subtasks if t not in groups]
+    out: dict[str, list[dict]] = {}
+    with _quiet_lm_eval():
+        for group, names in members.items():
+            for name in names:
+                try:
+                    task = tm.load([name])["tasks"][name]
+                    item = {"task": name, "output_type": task.OUTPUT_TYPE, "n": len(task.eval_docs)}
+                except Exception as e:  # a broken user task must not hide the others
+                    item = {"task": name, "output_type": None, "n": None, "error": str(e).splitlines()[0][:120]}
+                out.setdefault(group, []).append(item)
+    return out
+
+
+def list_models() -> list[dict]:
+    try:
+        default = embedded_model("default").name
+    except FileNotFoundError:
+        default = None
+    models = []
+    if MODELS_DIR.is_dir():
+        for d in sorted(p for p in MODELS_DIR.iterdir() if (p / "config.json").is_file()):
+            size = sum(f.stat().st_size for f in d.glob("*.safetensors"))
+            models.append({"name": d.name, "path": str(d), "mb": round(size / 2**20, 1), "default": d.name == default})
+    return models
+
+
+def cli_run(args) -> int:
+    run(model_dir=args.model, suite=args.suite, tasks=args.tasks, include_path=args.include_path, limit=args.limit,
+        batch_size=args.batch_size, device=args.device, output=args.output, seed=args.seed,
+        chat_template=args.chat_template)
+    return 0
+
+
+def cli_ls(args) -> int:
+    suites = list_suites(getattr(args, "include_path", None))
+    for group, items in suites.items():
+        print(f"{group}  ({len(items)} tasks)")
+        for it in items:
+            n = "?" if it["n"] is None else it["n"]
+            extra = f"  error: {it['error']}" if it.get("error") else ""
+            print(f"  {it['task']:<28} {str(it['output_type']):<22} {n:>6} items{extra}")
+    models = list_models()
+    print("embedded models:" + ("" if models else f" none in {MODELS_DIR}"))
+    for m in models:
+        print(f"  {m['name']:<12} {m['mb']:>7} MB  {m['path']}{'  (default for run)' if m['default'] else ''}")
+    return 0

@@ -1,0 +1,17 @@
+"""lm-eval hooks for the soaes_domain suite (referenced from the YAMLs as `!function utils.<name>`).
+
+Data paths are resolved from this file, not from the working directory, so the suite loads the same files under
+`soaes-bench run`, under plain `lm_eval --include_path tasks` from any folder, and from the installed wheel.
+The shared logic lives in soaes_bench.evaluation.task_hooks.
+"""
+
+from pathlib import Path
+
+from soaes_bench.evaluation.task_hooks import corpus_bleu4, load_split, process_bpb, process_gen  # noqa: F401
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def load(data_file=None, **_ignored):
+    """`custom_dataset` hook: lm-eval passes the task metadata plus `dataset_kwargs` (which holds data_file)."""
+    return load_split(DATA_DIR / str(data_file))
