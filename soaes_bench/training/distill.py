@@ -1,0 +1,227 @@
+"""Phase 3: logit distillation of the target into a small draft model for speculative decoding.
+
+SOAEsV2 trains its draft on the target's output distributions so the draft's proposals are accepted more often.
+Here: the teacher (the final target) runs ONCE over the packed distillation text and its top-k log-probs at
+temperature tau are cached to disk (safetensors, float16 values + int16 ids, keyed by teacher weights, data, k, tau
+and seq_len); the draft then trains on losses.topk_distill_rows (forward KL by default; reverse KL, JSD(beta) or TV
+selectable), optionally mixed with cross-entropy on the real next token (`ce_weight`). The undistilled baseline is
+the same draft (same init seed, data, steps, optimiser) trained with plain cross-entropy, so the comparison isolates
+the teacher signal. Held-out metrics (`draft_heldout` task): top1_agreement (teacher-forced greedy agreement with the
+teacher: the acceptance rate of greedy speculative decoding with gamma = 1), kl_teacher (forward KL) and ce.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from soaes_bench.config import non_negative, positive
+from soaes_bench.errors import UserError
+from soaes_bench.training.gates import Check
+from soaes_bench.training.loop import TrainArgs
+from soaes_bench.training.model import check_size
+
+HELDOUT_TASK = "draft_heldout"
+
+
+@dataclass
+class DistillConfig:
+    """Recipe block `distill:`."""
+
+    draft_size: str = field(default="draft", metadata={"help": "draft model size", "check": check_size})
+    teacher: str | None = field(default=None, metadata={"help": "teacher dir (default: the pipeline's latest model)"})
+    data: list[str] = field(default_factory=lambda: ["training/data/domain.jsonl", "training/data/sft_stage2.jsonl"],
+                            metadata={"help": "document JSONL (text) and/or SFT JSONL (messages, rendered with the chat template)"})
+    seq_len: int = field(default=256, metadata={"check": positive})
+    val_blocks: int = field(default=16, metadata={"check": non_negative})
+    top_k: int = field(default=32, metadata={"help": "teacher log-probs cached per position", "check": positive})
+    topk_mode: Literal["tail", "renorm"] = "tail"
+    temperature: float = field(default=1.0, metadata={"check": positive})
+    kind: Literal["forward_kl", "reverse_kl", "jsd", "tv"] = "forward_kl"
+    beta: float = field(default=0.5, metadata={"help": "JSD interpolation (0 forward KL, 1 reverse KL)"})
+    ce_weight: float = field(default=0.0, metadata={"help": "loss = (1 - w) * KD + w * CE"})
+    chunk_size: int = field(default=1024, metadata={"help": "positions per loss chunk", "check": positive})
+    baseline: bool = field(default=True, metadata={"help": "also train the undistilled (CE-only) baseline"})
+    train: TrainArgs = field(default_factory=lambda: TrainArgs(max_steps=300, lr=3e-3, warmup_steps=20))
+    gates: list[Check] = field(default_factory=list)
+
+    def __post_init__(self):
+        for name in ("beta", "ce_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+
+
+# ---------------------------------------------------------------- data and teacher cache
+def distill_texts(paths: list[str], tokenizer) -> list[str]:
+    from soaes_bench.io import iter_jsonl
+
+    texts = []
+    for path in paths:
+        for lineno, row in iter_jsonl(path):
+            if isinstance(row.get("text"), str):
+                texts.append(row["text"])
+            elif isinstance(row.get("messages"), list):
+                texts.append(tokenizer.apply_chat_template(row["messages"], tokenize=False))
+            else:
+                raise UserError(f"{path}:{lineno}: distillation rows need `text` or `messages`")
+    return texts
+
+
+def _cache_key(teacher_dir: Path, blocks, cfg: DistillConfig) -> dict:
+    import hashlib
+
+    from soaes_bench.io import sha256_files
+
+    return {"teacher_sha256": sha256_files(teacher_dir.glob("*.safetensors")),
+            "data_sha256": hashlib.sha256(blocks.numpy().tobytes()).hexdigest(),
+            "top_k": str(cfg.top_k), "temperature": repr(float(cfg.temperature)), "seq_len": str(cfg.seq_len)}
+
+
+def teacher_cache(teacher, teacher_dir: Path, blocks, cfg: DistillConfig, path: Path, batch: int = 8):
+    """Top-k teacher log-probs for every position of `blocks` [n, T], computed once and reused while the key
+    (teacher weights, data, k, tau, seq_len) matches. Returns (values float16 [n, T, k], ids [n, T, k])."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from soaes_bench.training.losses import teacher_topk
+
+    key = _cache_key(teacher_dir, blocks, cfg)
+    if path.is_file():
+        with safe_open(str(path), "pt") as f:
+            if f.metadata() == key:
+                return f.get_tensor("values"), f.get_tensor("indices")
+    id_dtype = torch.int16 if teacher.config.vocab_size <= 32767 else torch.int32
+    vals, ids = [], []
+    with torch.no_grad():
+        for i in range(0, len(blocks), batch):
+            logits = teacher(input_ids=blocks[i:i + batch], use_cache=False).logits
+            v, ix = teacher_topk(logits.flatten(0, 1), cfg.top_k, cfg.temperature)
+            vals.append(v.view(*logits.shape[:2], -1).half())
+            ids.append(ix.view(*logits.shape[:2], -1).to(id_dtype))
+    values, indices = torch.cat(vals), torch.cat(ids)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"values": values, "indices": indices}, str(tmp), metadata=key)
+    tmp.replace(path)
+    return values, indices
+
+
+class CachedBlocks:
+    def __init__(self, blocks, values, indices):
+        self.blocks, self.values, self.indices = blocks, values, indices
+
+    def __len__(self):
+        return len(self.blocks)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.blocks[i], "t_values": self.values[i], "t_indices": self.indices[i]}
+
+
+def collate_cached(items):
+    import torch
+
+    ids = torch.stack([it["input_ids"] for it in items])
+    return {"input_ids": ids, "labels": ids.clone(),
+            "t_values": torch.stack([it["t_values"] for it in items]).float(),
+            "t_indices": torch.stack([it["t_indices"] for it in items]).long()}
+
+
+def make_kd_loss(cfg: DistillConfig):
+    """loss_fn for loop.train: summed (1 - w) * KD + w * CE over all next-token positions of packed blocks."""
+    from soaes_bench.training import losses as L
+
+    def row_loss(logits, t_values, t_indices, targets):
+        kd = L.topk_distill_rows(logits, t_values, t_indices, cfg.kind, cfg.beta, cfg.temperature, cfg.topk_mode)
+        if cfg.ce_weight == 0.0:
+            return kd
+        return (1 - cfg.ce_weight) * kd + cfg.ce_weight * L.token_ce(logits, targets)
+
+    def loss_fn(model, batch):
+        logits = model(input_ids=batch["input_ids"], use_cache=False).logits
+        rows = logits[:, :-1].flatten(0, 1)  # position t predicts token t + 1; the teacher row t does the same
+        tv = batch["t_values"][:, :-1].flatten(0, 1)
+        ti = batch["t_indices"][:, :-1].flatten(0, 1)
+        targets = batch["labels"][:, 1:].flatten()
+        return L.chunked_rows_sum(rows, None, row_loss, tv, ti, targets, chunk_size=cfg.chunk_size), rows.size(0)
+
+    return loss_fn
+
+
+# ---------------------------------------------------------------- held-out metrics
+def heldout_metrics(draft, teacher, val_blocks, batch: int = 8) -> dict:
+    """Teacher-forced agreement, forward KL(teacher || draft) and draft CE on held-out blocks [n, T] (results format)."""
+    import torch
+    import torch.nn.functional as F
+
+    from soaes_bench.training.losses import divergence
+
+    agree, kl, ce, n = [], 0.0, 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(val_blocks), batch):
+            ids = val_blocks[i:i + batch]
+            s = draft(input_ids=ids, use_cache=False).logits[:, :-1].flatten(0, 1).float()
+            t = teacher(input_ids=ids, use_cache=False).logits[:, :-1].flatten(0, 1).float()
+            agree.append((s.argmax(-1) == t.argmax(-1)).float())
+            kl += float(divergence(F.log_softmax(s, -1), F.log_softmax(t, -1), "forward_kl").sum())
+            ce += float(F.cross_entropy(s, ids[:, 1:].flatten(), reduction="sum"))
+            n += s.size(0)
+    a = torch.cat(agree)
+    p = float(a.mean())
+    metrics = {"top1_agreement": {"value": p, "stderr": math.sqrt(p * (1 - p) / max(n, 1))},
+               "kl_teacher": {"value": kl / max(n, 1), "stderr": None},
+               "ce": {"value": ce / max(n, 1), "stderr": None}}
+    return {"tasks": {HELDOUT_TASK: {"n": n, "metrics": metrics,
+                                     "higher_is_better": {"top1_agreement": True, "kl_teacher": False, "ce": False}}}}
+
+
+# ---------------------------------------------------------------- the phase
+def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path, tokenizer_dir=None,
+                resume: bool = True) -> dict:
+    """Distilled draft -> <out>/model, baseline -> <out>/baseline/model; held-out metrics in the summary
+    (`results` for the distilled draft, `baseline_results` for the baseline)."""
+    from soaes_bench.training import data as D
+    from soaes_bench.training.loop import lm_loss, make_accelerator, resolve_steps, train
+    from soaes_bench.training.model import check_same_vocab, load_model, load_tokenizer, new_model, save_model
+
+    out, teacher_dir = Path(out_dir), Path(cfg.teacher or teacher_dir)
+    acc = make_accelerator()
+    tok = load_tokenizer(tokenizer_dir)
+    check_same_vocab(tok, load_tokenizer(teacher_dir), "distill: draft tokenizer vs teacher")
+    teacher = load_model(teacher_dir).eval()
+    if teacher.config.vocab_size != len(tok):
+        raise UserError(f"{teacher_dir}: teacher vocab {teacher.config.vocab_size} != tokenizer {len(tok)}")
+    seed = cfg.train.seed
+    docs = D.tokenize(distill_texts(cfg.data, tok), tok)
+    train_docs, val_docs = D.split_docs(docs, cfg.val_blocks * cfg.seq_len, seed)
+    blocks = D.pack(train_docs, cfg.seq_len, tok.eos_token_id, seed)
+    val = D.pack(val_docs, cfg.seq_len, tok.eos_token_id, seed)[:cfg.val_blocks] if val_docs else None
+    cache = out / "teacher_topk.safetensors"
+    if acc.is_main_process:
+        teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
+    acc.wait_for_everyone()
+    values, indices = teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
+    steps = resolve_steps(cfg.train, cfg.seq_len)
+    max_pos = min(teacher.config.max_position_embeddings, 2048)
+    summary = {"phase": "distill", "teacher": str(teacher_dir), "config": asdict(cfg), "steps": steps,
+               "distill_tokens": int(blocks.numel()), "cache": str(cache)}
+    runs = [("distilled", out, CachedBlocks(blocks, values, indices), collate_cached, make_kd_loss(cfg))]
+    if cfg.baseline:
+        runs.append(("baseline", out / "baseline", D.Blocks(blocks), D.collate_blocks, lm_loss))
+    for label, where, dataset, collate, loss_fn in runs:
+        draft = new_model(cfg.draft_size, tok, seed=seed, max_position=max_pos)  # same init for both
+        res = train(draft, dataset, collate, cfg.train, where / "work", loss_fn=loss_fn, total_steps=steps,
+                    resume=resume, desc=f"distill {label}", accelerator=acc)
+        info = {"steps": res.steps, "tokens": res.tokens, "stopped_by": res.stopped_by, "last_train_loss": res.last_loss}
+        if val is not None:
+            info["results"] = heldout_metrics(res.model, teacher, val)
+        summary[label] = info
+        if acc.is_main_process and res.stopped_by == "done":
+            save_model(res.model, tok, where / "model", extra_json={"soaes_training.json": info})
+        acc.wait_for_everyone()
+        if res.stopped_by != "done":
+            break
+    summary["stopped_by"] = summary["distilled"]["stopped_by"]
+    return summary

@@ -1,0 +1,200 @@
+"""`soaes-bench pipeline`: the gated phases of a recipe, in order: cpt -> sft -> distill.
+
+    soaes-bench pipeline --recipe training/recipes/reference.yaml [--resume] [--only sft] [--output runs/reference]
+
+Each phase starts from the previous phase's model (the first from `init`), trains with the one loop, is evaluated
+and then gated (gates.py). Layout of the output directory (default runs/<name>):
+
+    base/eval/results.json             the starting model, evaluated once (gate reference "base")
+    <phase>/model/                     the phase's HF model (bf16 safetensors)
+    <phase>/work/, stageN/, baseline/  checkpoints, logs, extra models (SFT stages, ablation, undistilled draft)
+    <phase>/eval/results.json          lm-eval results of the phase model (+ samples/)
+    <phase>/gate.json, gate.md         the gate report;  <phase>/done.json  marks a finished phase
+
+Exit codes: 0 every phase ran and passed its gate; 2 bad input (UserError); 3 a gate failed (the pipeline stops after
+that phase, gate.json says which check); 4 a phase stopped at its max_minutes time cap (re-run with --resume).
+--resume skips phases with done.json (same settings) and continues interrupted ones from their checkpoints; without
+it an existing phase directory is an error, so nothing is overwritten silently. --only PHASE runs that phase alone,
+starting from the previous phase's saved model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from soaes_bench.config import load_dataclass, positive
+from soaes_bench.errors import UserError
+from soaes_bench.io import read_json, write_json
+from soaes_bench.training.cpt import CPTConfig
+from soaes_bench.training.distill import DistillConfig
+from soaes_bench.training.gates import check_references, evaluate_gate, write_gate
+from soaes_bench.training.sft import SFTConfig
+
+PHASES = ("cpt", "sft", "distill")
+EXIT_GATE_FAILED, EXIT_TIME_CAP = 3, 4
+
+
+@dataclass
+class EvalSpec:
+    suite: str = field(default="all", metadata={"help": "general, domain or all"})
+    limit: int | None = field(default=None, metadata={"help": "items per task (None = all)", "check": positive})
+    batch_size: int = field(default=8, metadata={"check": positive})
+
+
+@dataclass
+class PipelineRecipe:
+    """A pipeline recipe (training/recipes/reference.yaml)."""
+
+    name: str = field(metadata={"help": "run name (default output runs/<name>)"})
+    init: str = field(default="soaes_bench/assets/models/base", metadata={"help": "starting model dir"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer dir (default: shared)"})
+    evaluation: EvalSpec | None = field(default_factory=EvalSpec, metadata={"help": "null = no lm-eval; gates see only phase metrics"})
+    cpt: CPTConfig | None = None
+    sft: SFTConfig | None = None
+    distill: DistillConfig | None = None
+
+    def phases(self) -> list[str]:
+        return [p for p in PHASES if getattr(self, p) is not None]
+
+
+def _references_known(r: PipelineRecipe, phase: str) -> set[str]:
+    known = {"previous", *r.phases()[: r.phases().index(phase)]}
+    if r.evaluation is not None:
+        known.add("base")
+    if phase == "cpt":
+        known.add("base_val")  # the starting model's validation losses on the CPT held-out text
+    if phase == "sft" and r.sft.single_stage:
+        known.add("single_stage")
+    if phase == "distill" and r.distill.baseline:
+        known.add("baseline")
+    return known
+
+
+def validate(r: PipelineRecipe, source: str) -> None:
+    if not r.phases():
+        raise UserError(f"{source}: no phases (give at least one of {', '.join(PHASES)})")
+    for p in r.phases():
+        check_references(getattr(r, p).gates, _references_known(r, p), f"{source}: {p}.gates")
+
+
+def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
+    from soaes_bench.evaluation import writer
+    from soaes_bench.training.model import load_model, load_tokenizer
+
+    if (out / "results.json").is_file():
+        return read_json(out / "results.json")
+    model, tok = load_model(model_dir), load_tokenizer(model_dir)
+    results = evaluate_fn(model, tok, suite=spec.suite, limit=spec.limit, batch_size=spec.batch_size)
+    return writer.write_run(results, out)
+
+
+def _default_evaluate(model, tokenizer, **kw):
+    from soaes_bench.evaluation.run import evaluate
+
+    return evaluate(model, tokenizer, **kw)
+
+
+def _val_task(name: str, values: dict | None) -> dict:
+    """Phase-internal validation losses as a results-style task (lower is better), so gates can read them."""
+    metrics = {k: {"value": v, "stderr": None} for k, v in (values or {}).items()}
+    return {"tasks": {name: {"n": None, "metrics": metrics, "higher_is_better": {k: False for k in metrics}}}}
+
+
+def _merge(*results: dict) -> dict:
+    out = {"tasks": {}, "groups": {}}
+    for r in results:
+        out["tasks"].update(r.get("tasks") or {})
+        out["groups"].update(r.get("groups") or {})
+    return out
+
+
+def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: bool = False, only: str | None = None,
+                 evaluate_fn=None) -> int:
+    """Run the recipe; returns the exit code (module docstring). `evaluate_fn` replaces soaes_bench.evaluate (tests)."""
+    from soaes_bench.training.cpt import run_cpt
+    from soaes_bench.training.distill import run_distill
+    from soaes_bench.training.sft import run_sft
+
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("pipeline: run it as one process (evaluation and gate files are not rank-aware); "
+                        "use `accelerate launch` for `train base`")
+    r = load_dataclass(PipelineRecipe, recipe)
+    validate(r, str(recipe))
+    evaluate_fn = evaluate_fn or _default_evaluate
+    out = Path(output or f"runs/{r.name}")
+    phases = r.phases()
+    if only is not None and only not in phases:
+        raise UserError(f"--only: {only!r} is not a phase of {recipe} ({', '.join(phases)})")
+    todo = [only] if only else phases
+    if not resume:
+        clash = [p for p in todo if (out / p).exists()]
+        if clash:
+            raise UserError(f"{out / clash[0]}: exists; pass --resume to continue it, or choose another --output")
+    refs: dict[str, dict] = {}
+    if r.evaluation is not None and any(c.reference == "base" for p in phases for c in getattr(r, p).gates):
+        refs["base"] = _evaluate(Path(r.init), r.evaluation, out / "base" / "eval", evaluate_fn)
+    current, previous = Path(r.init), refs.get("base")
+    for phase in phases:
+        cfg, pdir = getattr(r, phase), out / phase
+        if phase not in todo:  # --only: earlier phases must already be done; later ones are ignored
+            if phases.index(phase) > phases.index(only):
+                break
+            if not (pdir / "done.json").is_file():
+                raise UserError(f"--only {only}: phase {phase} has not finished in {out} (no {pdir / 'done.json'})")
+            current = pdir / "model"
+            refs[phase] = previous = read_json(pdir / "results.json")
+            continue
+        settings = json.loads(json.dumps(asdict(cfg)))
+        done = pdir / "done.json"
+        if done.is_file():
+            if read_json(done)["settings"] != settings:
+                raise UserError(f"{done}: phase {phase} finished with different settings; use another --output")
+            print(f"pipeline: {phase} already done, skipping")
+            current = pdir / "model"
+            refs[phase] = previous = read_json(pdir / "results.json")
+            if not read_json(pdir / "gate.json")["passed"]:
+                return EXIT_GATE_FAILED
+            continue
+        print(f"pipeline: phase {phase} from {current}")
+        phase_refs = dict(refs, previous=previous or {})
+        if phase == "cpt":
+            summary = run_cpt(cfg, current, pdir, r.tokenizer, resume=True)
+            internal = _val_task("cpt_val", summary.get("val_after"))
+            phase_refs["base_val"] = _val_task("cpt_val", summary.get("val_before"))
+        elif phase == "sft":
+            summary = run_sft(cfg, current, pdir, r.tokenizer, resume=True)
+            internal = {}
+        else:
+            summary = run_distill(cfg, current, pdir, r.tokenizer, resume=True)
+            internal = summary.get("distilled", {}).get("results", {})
+            if "baseline" in summary:
+                phase_refs["baseline"] = summary["baseline"].get("results", {})
+        if summary.get("stopped_by") != "done":
+            print(f"pipeline: {phase} stopped by its time cap; re-run with --resume")
+            return EXIT_TIME_CAP
+        evaluated = {}
+        if r.evaluation is not None and phase != "distill":
+            evaluated = _evaluate(pdir / "model", r.evaluation, pdir / "eval", evaluate_fn)
+            if phase == "sft" and cfg.single_stage:
+                phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation,
+                                                       pdir / "single_stage" / "eval", evaluate_fn)
+        results = _merge(evaluated, internal)
+        write_json(pdir / "results.json", results)
+        write_json(pdir / "summary.json", summary)
+        report = evaluate_gate(phase, cfg.gates, results, phase_refs,
+                               str(pdir / "eval" / "results.json") if evaluated else str(pdir / "results.json"))
+        write_gate(report, pdir)
+        write_json(done, {"phase": phase, "settings": settings, "gate_passed": report["passed"]})
+        current, refs[phase], previous = pdir / "model", results, results
+        print(f"pipeline: {phase} gate {'passed' if report['passed'] else 'FAILED'} ({pdir / 'gate.md'})")
+        if not report["passed"]:
+            return EXIT_GATE_FAILED
+    return 0
+
+
+def cli_pipeline(args) -> int:
+    return run_pipeline(args.recipe, args.output, resume=args.resume, only=args.only)

@@ -1,0 +1,148 @@
+"""Losses against independent computations (torch kl_div, numpy, hand values) and their limiting cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from soaes_bench.training import losses as L
+
+
+def _logits(n=6, v=11, seed=0, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, v, generator=g) * scale
+
+
+def test_forward_and_reverse_kl_match_torch_kl_div():
+    s, t = F.log_softmax(_logits(seed=1), -1), F.log_softmax(_logits(seed=2), -1)
+    fwd = F.kl_div(s, t, reduction="none", log_target=True).sum(-1)  # KL(T || S)
+    rev = F.kl_div(t, s, reduction="none", log_target=True).sum(-1)  # KL(S || T)
+    torch.testing.assert_close(L.divergence(s, t, "forward_kl"), fwd)
+    torch.testing.assert_close(L.divergence(s, t, "reverse_kl"), rev)
+    assert not torch.allclose(fwd, rev)
+
+
+def test_jsd_matches_numpy_definition():
+    s, t = F.log_softmax(_logits(seed=3), -1), F.log_softmax(_logits(seed=4), -1)
+    beta = 0.3
+    P, Q = t.exp().double().numpy(), s.exp().double().numpy()  # teacher, student
+    M = beta * P + (1 - beta) * Q
+    expect = beta * (P * np.log(P / M)).sum(-1) + (1 - beta) * (Q * np.log(Q / M)).sum(-1)
+    np.testing.assert_allclose(L.divergence(s, t, "jsd", beta).numpy(), expect, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", L.KINDS)
+def test_identical_and_uniform_give_zero(kind):
+    x = F.log_softmax(_logits(seed=5), -1)
+    assert L.divergence(x, x, kind).abs().max() < 1e-6
+    u = torch.full((3, 7), -math.log(7))
+    assert L.divergence(u, u, kind).abs().max() < 1e-6
+    assert L.distill_rows(torch.zeros(3, 7), torch.zeros(3, 7), kind, temperature=2.0).abs().max() < 1e-6
+
+
+def test_jsd_beta_limits_follow_trl_convention():
+    s, t = F.log_softmax(_logits(seed=6), -1).double(), F.log_softmax(_logits(seed=7), -1).double()
+    fwd, rev = L.divergence(s, t, "forward_kl"), L.divergence(s, t, "reverse_kl")
+    torch.testing.assert_close(L.divergence(s, t, "jsd", 0.0), fwd)
+    torch.testing.assert_close(L.divergence(s, t, "jsd", 1.0), rev)
+    eps = 1e-5  # the endpoints are the normalised limits JSD/beta and JSD/(1-beta)
+    torch.testing.assert_close(L.divergence(s, t, "jsd", eps) / eps, fwd, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(L.divergence(s, t, "jsd", 1 - eps) / eps, rev, rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError):
+        L.divergence(s, t, "jsd", 1.5)
+
+
+def test_total_variation_hand_value():
+    t = torch.log(torch.tensor([[0.5, 0.5]]))
+    s = torch.log(torch.tensor([[0.9, 0.1]]))
+    assert L.divergence(s, t, "tv").item() == pytest.approx(0.4, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", L.KINDS)
+def test_temperature_squared_scaling(kind):
+    s, t, tau = _logits(seed=8), _logits(seed=9), 2.5
+    expect = tau**2 * L.divergence(F.log_softmax(s / tau, -1), F.log_softmax(t / tau, -1), kind, 0.4)
+    torch.testing.assert_close(L.distill_rows(s, t, kind, beta=0.4, temperature=tau), expect)
+    # and tau really softens: at tau = 1 the value differs
+    assert not torch.allclose(L.distill_rows(s, t, kind, beta=0.4, temperature=1.0), expect)
+
+
+@pytest.mark.parametrize("mode", L.TOPK_MODES)
+@pytest.mark.parametrize("kind", L.KINDS)
+def test_topk_equals_full_when_k_is_vocab(kind, mode):
+    s, t = _logits(seed=10), _logits(seed=11)
+    s.requires_grad_(True)
+    vals, idx = L.teacher_topk(t, k=t.size(-1), temperature=1.5)
+    got = L.topk_distill_rows(s, vals, idx, kind, beta=0.3, temperature=1.5, mode=mode)
+    full = L.distill_rows(s, t, kind, beta=0.3, temperature=1.5)
+    torch.testing.assert_close(got, full, rtol=1e-4, atol=1e-5)
+    (g,) = torch.autograd.grad(got.sum(), s)
+    (gf,) = torch.autograd.grad(full.sum(), s)
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(g, gf, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", L.KINDS)
+def test_topk_tail_close_to_full_when_k_covers_the_mass(kind):
+    s, t = _logits(n=5, v=50, seed=12), _logits(n=5, v=50, seed=13, scale=0.5)
+    t[:, :4] += 12.0  # teacher puts > 99.9% of its mass on 4 tokens
+    vals, idx = L.teacher_topk(t, k=4)
+    assert vals.exp().sum(-1).min() > 0.999
+    full = L.distill_rows(s, t, kind)
+    tail = L.topk_distill_rows(s, vals, idx, kind, mode="tail")
+    # merging the tail into one bucket can only lose information (data-processing inequality): a lower bound
+    assert (tail <= full + 1e-4).all()
+    if kind in ("forward_kl", "tv"):  # weighted by the teacher's (tiny) tail: close for any student
+        torch.testing.assert_close(tail, full, rtol=2e-2, atol=2e-3)
+    # a student that also concentrates (as training drives it to) makes every kind close
+    s_near = t + 0.3 * _logits(n=5, v=50, seed=17, scale=1.0)
+    torch.testing.assert_close(L.topk_distill_rows(s_near, vals, idx, kind), L.distill_rows(s_near, t, kind),
+                               rtol=5e-2, atol=2e-3)
+    # with a small k that does NOT cover the mass, the approximation is visibly off
+    t2 = _logits(n=5, v=50, seed=14)
+    v2, i2 = L.teacher_topk(t2, k=2)
+    assert (L.topk_distill_rows(s, v2, i2, kind) - L.distill_rows(s, t2, kind)).abs().max() > 1e-2
+
+
+def test_causal_lm_loss_matches_manual_and_ignores_masked():
+    logits = _logits(n=2 * 5, v=9, seed=15).view(2, 5, 9)
+    labels = torch.tensor([[1, 2, 3, 4, 5], [6, 7, L.IGNORE, 8, L.IGNORE]])
+    terms = []
+    for b in range(2):
+        for pos in range(4):
+            y = labels[b, pos + 1].item()
+            if y != L.IGNORE:
+                terms.append(-F.log_softmax(logits[b, pos], -1)[y].item())
+    assert L.causal_lm_loss(logits, labels).item() == pytest.approx(np.mean(terms), rel=1e-5)
+    assert L.causal_lm_loss(logits, labels, reduction="sum").item() == pytest.approx(np.sum(terms), rel=1e-5)
+    mask, targets = L.next_token_rows(labels)
+    assert mask.sum().item() == len(terms) == targets.numel()
+    rows = L.token_ce(logits[mask], targets)
+    assert rows.sum().item() == pytest.approx(np.sum(terms), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["ce", "jsd"])
+def test_chunked_equals_unchunked_values_and_gradients(kind):
+    g = torch.Generator().manual_seed(16)
+    n, h, v = 37, 8, 23
+    hidden = torch.randn(n, h, generator=g, requires_grad=True)
+    weight = torch.randn(v, h, generator=g, requires_grad=True)
+    if kind == "ce":
+        targets = torch.randint(0, v, (n,), generator=g)
+        fn, args = L.token_ce, (targets,)
+    else:
+        vals, idx = L.teacher_topk(torch.randn(n, v, generator=g), k=5, temperature=2.0)
+
+        def fn(logits, a, b):
+            return L.topk_distill_rows(logits, a, b, "jsd", beta=0.5, temperature=2.0)
+
+        args = (vals, idx)
+    full = fn(hidden @ weight.t(), *args).sum()
+    gh, gw = torch.autograd.grad(full, (hidden, weight))
+    chunked = L.chunked_rows_sum(hidden, weight, fn, *args, chunk_size=8)
+    ch, cw = torch.autograd.grad(chunked, (hidden, weight))
+    torch.testing.assert_close(chunked, full)
+    torch.testing.assert_close(ch, gh)
+    torch.testing.assert_close(cw, gw)

@@ -1,0 +1,151 @@
+"""The micro pipeline end to end on tiny data: phases, gates, exit codes, --resume, --only; plus distill pieces."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from soaes_bench.errors import UserError
+from soaes_bench.training import distill as DS
+from soaes_bench.training.fixtures import tiny_corpus, tiny_sft, tiny_tokenizer
+from soaes_bench.training.model import new_model, save_model
+from soaes_bench.training.pipeline import EXIT_GATE_FAILED, run_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """2 torch threads on a busy 2-core machine thrash (4x slower); tiny models need only one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    tok = tiny_tokenizer(root / "tok")
+    tiny_corpus(root / "general.jsonl", 60, seed=1, prefix="g")
+    tiny_corpus(root / "domain.jsonl", 60, seed=2, prefix="d")
+    tiny_sft(root / "sft1.jsonl", 24, seed=3, prefix="s1")
+    tiny_sft(root / "sft2.jsonl", 24, seed=4, prefix="s2")
+    save_model(new_model("micro", tok, seed=0, max_position=128), tok, root / "init")
+    r = yaml.safe_load((REPO / "training/recipes/micro_pipeline.yaml").read_text())
+    r.update(init=str(root / "init"), tokenizer=str(root / "tok"))
+    r["cpt"].update(domain=str(root / "domain.jsonl"), general=str(root / "general.jsonl"))
+    r["sft"]["stages"][0]["data"] = str(root / "sft1.jsonl")
+    r["sft"]["stages"][1]["data"] = str(root / "sft2.jsonl")
+    r["distill"]["data"] = [str(root / "domain.jsonl")]
+    return root, tok, r
+
+
+def _write(root, name, recipe):
+    path = root / name
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+    return path
+
+
+def test_micro_pipeline_runs_gates_and_resumes(world, tmp_path):
+    root, tok, r = world
+    recipe = _write(tmp_path, "r.yaml", r)
+    out = tmp_path / "run"
+    assert run_pipeline(recipe, out) == 0
+    for phase in ("cpt", "sft", "distill"):
+        assert (out / phase / "model" / "model.safetensors").is_file(), phase
+        gate = json.loads((out / phase / "gate.json").read_text())
+        assert gate["schema"] == "soaes-bench/gate" and gate["passed"], gate
+    for extra in ("sft/stage1/model", "sft/stage2/model", "sft/single_stage/model", "distill/baseline/model"):
+        assert (out / extra / "config.json").is_file(), extra
+    cpt = json.loads((out / "cpt" / "gate.json").read_text())["checks"][0]
+    assert cpt["value"] < cpt["reference_value"]  # domain validation loss fell during CPT
+    summary = json.loads((out / "sft" / "summary.json").read_text())
+    assert summary["single_stage"]["steps"] == 6 and [s["steps"] for s in summary["stages"]] == [3, 3]
+    res = json.loads((out / "distill" / "results.json").read_text())["tasks"][DS.HELDOUT_TASK]["metrics"]
+    assert 0.0 <= res["top1_agreement"]["value"] <= 1.0
+    # resume: everything is done -> nothing retrained, same exit code
+    mtime = (out / "sft" / "model" / "model.safetensors").stat().st_mtime
+    assert run_pipeline(recipe, out, resume=True) == 0
+    assert (out / "sft" / "model" / "model.safetensors").stat().st_mtime == mtime
+    with pytest.raises(UserError, match="--resume"):
+        run_pipeline(recipe, out)
+    # --only distill from the finished sft phase, into a fresh output dir -> needs the earlier phases there
+    with pytest.raises(UserError, match="has not finished"):
+        run_pipeline(recipe, tmp_path / "other", only="distill")
+
+
+def test_failing_gate_stops_with_exit_code_3(world, tmp_path):
+    root, tok, r = world
+    r = json.loads(json.dumps(r))
+    r["cpt"]["gates"] = [{"name": "impossible", "task": "cpt_val", "metric": "val_loss_domain", "op": "<", "threshold": 0.0}]
+    out = tmp_path / "run"
+    assert run_pipeline(_write(tmp_path, "r.yaml", r), out) == EXIT_GATE_FAILED
+    gate = json.loads((out / "cpt" / "gate.json").read_text())
+    assert not gate["passed"] and not (out / "sft").exists()
+    assert "FAIL" in (out / "cpt" / "gate.md").read_text()
+
+
+def test_teacher_cache_is_reused_and_keyed(world, tmp_path):
+    root, tok, _ = world
+    teacher = new_model("micro", tok, seed=5, max_position=64)
+    tdir = save_model(teacher, tok, tmp_path / "teacher")
+    blocks = torch.randint(0, len(tok), (3, 16))
+    cfg = DS.DistillConfig(top_k=4, seq_len=16)
+    path = tmp_path / "cache.safetensors"
+    v1, i1 = DS.teacher_cache(teacher, tdir, blocks, cfg, path)
+    assert v1.shape == (3, 16, 4) and v1.dtype == torch.float16 and i1.dtype == torch.int16
+    from soaes_bench.training.losses import teacher_topk
+
+    full = teacher(input_ids=blocks).logits
+    ref_v, ref_i = teacher_topk(full.flatten(0, 1), 4)
+    torch.testing.assert_close(v1.float().flatten(0, 1), ref_v, atol=1e-2, rtol=1e-3)
+    stamp = path.stat().st_mtime_ns
+    DS.teacher_cache(teacher, tdir, blocks, cfg, path)
+    assert path.stat().st_mtime_ns == stamp  # reused
+    DS.teacher_cache(teacher, tdir, blocks, DS.DistillConfig(top_k=4, seq_len=16, temperature=2.0), path)
+    assert path.stat().st_mtime_ns != stamp  # other temperature -> rebuilt
+
+
+def test_distill_refuses_a_teacher_with_another_vocabulary(world, tmp_path):
+    root, tok, _ = world
+    other = tiny_tokenizer(tmp_path / "other", vocab_size=350)
+    save_model(new_model("micro", other, seed=0), other, tmp_path / "teacher")
+    with pytest.raises(UserError, match="tokenizers differ"):
+        DS.run_distill(DS.DistillConfig(data=[str(root / "domain.jsonl")]), tmp_path / "teacher", tmp_path / "d",
+                       tokenizer_dir=root / "tok")
+
+
+def test_pipeline_evaluates_base_and_gates_against_it(world, tmp_path):
+    """With `evaluation` on, the starting model and each phase model go through evaluate() (faked here with a
+    real measurement: bits per token on the domain text) and gates compare against the "base" results."""
+    import math
+
+    from soaes_bench.training import data as D
+    from soaes_bench.training.loop import mean_block_loss
+
+    root, tok, r = world
+    calls = []
+
+    def fake_evaluate(model, tokenizer, suite, limit, batch_size):
+        blocks, _ = D.packed_corpus(root / "domain.jsonl", tokenizer, 32, seed=9)
+        bpt = mean_block_loss(model, blocks[:8]) / math.log(2)
+        calls.append(bpt)
+        task = {"group": "soaes_domain", "n": 8, "higher_is_better": {"bits_per_byte": False},
+                "metrics": {"bits_per_byte": {"value": bpt, "stderr": None}}, "samples": "samples/soaes_domain_bpb.jsonl"}
+        return {"schema": "soaes-bench/results", "schema_version": 1, "suite": suite, "limit": limit,
+                "tasks": {"soaes_domain_bpb": task}, "groups": {},
+                "sample_rows": {"soaes_domain_bpb": [{"id": "x", "doc_id": 0, "metrics": {}}]}}
+
+    rec = {"name": "evalcheck", "init": r["init"], "tokenizer": r["tokenizer"],
+           "evaluation": {"suite": "domain", "limit": 2}, "cpt": dict(r["cpt"])}
+    rec["cpt"]["gates"] = [{"name": "bpb-gain", "task": "soaes_domain_bpb", "metric": "bits_per_byte", "op": "<",
+                            "reference": "base"}]
+    out = tmp_path / "run"
+    assert run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=fake_evaluate) == 0
+    assert len(calls) == 2 and calls[1] < calls[0]
+    assert (out / "base" / "eval" / "results.json").is_file() and (out / "cpt" / "eval" / "samples").is_dir()
+    check = json.loads((out / "cpt" / "gate.json").read_text())["checks"][0]
+    assert check["reference_value"] == pytest.approx(calls[0]) and check["value"] == pytest.approx(calls[1])
