@@ -49,7 +49,15 @@ def test_save_bf16_load_fp32_roundtrip(tok, tmp_path):
     m = new_model("micro", tok, seed=3)
     out = save_model(m, tok, tmp_path / "m", extra_json={"soaes_training.json": {"steps": 1}})
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
-    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    # stored in bfloat16, but config.json names float32 so dtype="auto" loaders (plain lm-eval) compute in float32
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(out, dtype="auto").dtype == torch.float32
     assert json.loads((out / "soaes_training.json").read_text()) == {"steps": 1}
     back = load_model(out)
     assert back.dtype == torch.float32

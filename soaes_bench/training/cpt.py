@@ -33,7 +33,8 @@ class CPTConfig:
 def run_cpt(cfg: CPTConfig, init_model: str | Path, out_dir: str | Path, tokenizer_dir=None, resume: bool = True) -> dict:
     """Train from `init_model`; write <out_dir>/model and <out_dir>/work (checkpoint, log). Returns a summary."""
     from soaes_bench.training import data as D
-    from soaes_bench.training.loop import make_accelerator, mean_block_loss, resolve_steps, train
+    from soaes_bench.training.dist import broadcast_json, make_accelerator
+    from soaes_bench.training.loop import mean_block_loss, resolve_steps, train
     from soaes_bench.training.model import check_same_vocab, load_model, load_tokenizer, save_model
 
     out = Path(out_dir)
@@ -66,5 +67,4 @@ def run_cpt(cfg: CPTConfig, init_model: str | Path, out_dir: str | Path, tokeniz
                "last_train_loss": res.last_loss}
     if acc.is_main_process and res.stopped_by == "done":
         save_model(res.model, tok, out / "model", extra_json={"soaes_training.json": summary})
-    acc.wait_for_everyone()
-    return summary
+    return broadcast_json(summary, acc)  # validation losses exist on the main process only; share them

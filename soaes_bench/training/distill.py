@@ -95,12 +95,13 @@ def teacher_cache(teacher, teacher_dir: Path, blocks, cfg: DistillConfig, path: 
                 return f.get_tensor("values"), f.get_tensor("indices")
     id_dtype = torch.int16 if teacher.config.vocab_size <= 32767 else torch.int32
     vals, ids = [], []
+    device = next(teacher.parameters()).device
     with torch.no_grad():
         for i in range(0, len(blocks), batch):
-            logits = teacher(input_ids=blocks[i:i + batch], use_cache=False).logits
+            logits = teacher(input_ids=blocks[i:i + batch].to(device), use_cache=False).logits
             v, ix = teacher_topk(logits.flatten(0, 1), cfg.top_k, cfg.temperature)
-            vals.append(v.view(*logits.shape[:2], -1).half())
-            ids.append(ix.view(*logits.shape[:2], -1).to(id_dtype))
+            vals.append(v.view(*logits.shape[:2], -1).half().cpu())
+            ids.append(ix.view(*logits.shape[:2], -1).to(id_dtype).cpu())
     values, indices = torch.cat(vals), torch.cat(ids)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -159,12 +160,13 @@ def heldout_metrics(draft, teacher, val_blocks, batch: int = 8) -> dict:
     from soaes_bench.training.losses import divergence
 
     agree, kl, ce, n = [], 0.0, 0.0, 0
+    d_dev, t_dev = next(draft.parameters()).device, next(teacher.parameters()).device
     with torch.no_grad():
         for i in range(0, len(val_blocks), batch):
-            ids = val_blocks[i:i + batch]
+            ids = val_blocks[i:i + batch].to(d_dev)
             s = draft(input_ids=ids, use_cache=False).logits[:, :-1].flatten(0, 1).float()
-            t = teacher(input_ids=ids, use_cache=False).logits[:, :-1].flatten(0, 1).float()
-            agree.append((s.argmax(-1) == t.argmax(-1)).float())
+            t = teacher(input_ids=ids.to(t_dev), use_cache=False).logits[:, :-1].flatten(0, 1).float().to(d_dev)
+            agree.append((s.argmax(-1) == t.argmax(-1)).float().cpu())
             kl += float(divergence(F.log_softmax(s, -1), F.log_softmax(t, -1), "forward_kl").sum())
             ce += float(F.cross_entropy(s, ids[:, 1:].flatten(), reduction="sum"))
             n += s.size(0)
@@ -183,14 +185,15 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
     """Distilled draft -> <out>/model, baseline -> <out>/baseline/model; held-out metrics in the summary
     (`results` for the distilled draft, `baseline_results` for the baseline)."""
     from soaes_bench.training import data as D
-    from soaes_bench.training.loop import lm_loss, make_accelerator, resolve_steps, train
+    from soaes_bench.training.dist import broadcast_json, make_accelerator
+    from soaes_bench.training.loop import lm_loss, resolve_steps, train
     from soaes_bench.training.model import check_same_vocab, load_model, load_tokenizer, new_model, save_model
 
     out, teacher_dir = Path(out_dir), Path(cfg.teacher or teacher_dir)
     acc = make_accelerator()
     tok = load_tokenizer(tokenizer_dir)
     check_same_vocab(tok, load_tokenizer(teacher_dir), "distill: draft tokenizer vs teacher")
-    teacher = load_model(teacher_dir).eval()
+    teacher = load_model(teacher_dir).eval().to(acc.device)
     if teacher.config.vocab_size != len(tok):
         raise UserError(f"{teacher_dir}: teacher vocab {teacher.config.vocab_size} != tokenizer {len(tok)}")
     seed = cfg.train.seed
@@ -215,7 +218,7 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
         res = train(draft, dataset, collate, cfg.train, where / "work", loss_fn=loss_fn, total_steps=steps,
                     resume=resume, desc=f"distill {label}", accelerator=acc)
         info = {"steps": res.steps, "tokens": res.tokens, "stopped_by": res.stopped_by, "last_train_loss": res.last_loss}
-        if val is not None:
+        if val is not None and acc.is_main_process:  # evaluation on the main process only
             info["results"] = heldout_metrics(res.model, teacher, val)
         summary[label] = info
         if acc.is_main_process and res.stopped_by == "done":
@@ -224,4 +227,4 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
         if res.stopped_by != "done":
             break
     summary["stopped_by"] = summary["distilled"]["stopped_by"]
-    return summary
+    return broadcast_json(summary, acc)  # held-out metrics exist on the main process only; share them

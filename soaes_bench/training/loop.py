@@ -14,6 +14,9 @@ What it guarantees
   written to a temp dir and renamed, so a kill at any moment leaves the previous checkpoint intact. Resuming gives
   the same final weights as an uninterrupted run (tests/test_training_loop.py checks bit-equality).
 - Schedule: linear warm-up then cosine decay to `min_lr_ratio * lr`, fresh for each call (each phase).
+- Distributed types: one process, several CPU processes (gloo) and multi-GPU DDP. FSDP and DeepSpeed are refused
+  with a clear error: they shard parameters or optimizer state, and the checkpoints here are single safetensors
+  files of the full model + AdamW state (training/accelerate/README.md says what is missing).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Callable
 from soaes_bench.config import fraction, non_negative, positive
 from soaes_bench.errors import UserError
 from soaes_bench.io import write_json
+from soaes_bench.training.dist import make_accelerator, to_device  # noqa: F401 (make_accelerator re-exported)
 
 
 @dataclass
@@ -181,14 +185,6 @@ def _log_until(path: Path, step: int, rewrite: bool) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the loop
-def make_accelerator():
-    import torch
-    from accelerate import Accelerator
-
-    # bf16 autocast is off on CPU: fp32 is both faster and exact there for models this small.
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
-
-
 def _optimizer(model, args: TrainArgs):
     import torch
 
@@ -233,6 +229,7 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
     if total_steps is None:
         total_steps = resolve_steps(args, len(dataset[0]["input_ids"]))
     torch.manual_seed(args.seed)
+    model.to(acc.device)  # before the optimizer and the checkpoint load, so AdamW state lives on the same device
     model.train()
     optimizer = _optimizer(model, args)
     start, tokens_seen, log = 0, 0, []
@@ -297,11 +294,11 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
         for g in optimizer.param_groups:
             g["lr"] = lr
         mine, counted, inputs = batches_for(step)
-        step_loss = torch.zeros(())
+        step_loss = torch.zeros((), device=acc.device)
         for a, batch in enumerate(mine):
             sync = contextlib.nullcontext() if a == len(mine) - 1 else acc.no_sync(ddp_model)
             with sync:
-                loss_sum, _ = loss_fn(ddp_model, batch)
+                loss_sum, _ = loss_fn(ddp_model, to_device(batch, acc.device))
                 # DDP averages gradients over processes, hence the factor `world`.
                 acc.backward(loss_sum * (world / max(counted, 1)))
             step_loss += loss_sum.detach().float()
@@ -319,7 +316,7 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
             write_log({"step": step, "loss": round(last_loss, 5), "lr": lr, "tokens": tokens_seen,
                        "tok_per_s": round(tps, 1), "elapsed_s": round(elapsed, 2)})
-        over = torch.tensor(float(args.max_minutes is not None and elapsed > 60 * args.max_minutes))
+        over = torch.tensor(float(args.max_minutes is not None and elapsed > 60 * args.max_minutes), device=acc.device)
         if float(acc.reduce(over, reduction="max")) > 0 and step < end:
             stopped_by = "time"
             break
@@ -346,9 +343,10 @@ def mean_block_loss(model, blocks, micro_batch: int = 8) -> float:
     from soaes_bench.training.losses import causal_lm_loss
 
     total, count = 0.0, 0
+    device = next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(blocks), micro_batch):
-            ids = blocks[i:i + micro_batch]
+            ids = blocks[i:i + micro_batch].to(device)
             logits = model(input_ids=ids, use_cache=False).logits
             total += float(causal_lm_loss(logits, ids, reduction="sum"))
             count += ids.size(0) * (ids.size(1) - 1)

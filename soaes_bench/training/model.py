@@ -12,6 +12,7 @@ Vocabulary size and special-token ids always come from the tokenizer, so every m
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -113,6 +114,7 @@ def save_model(model, tokenizer, out_dir: str | os.PathLike, dtype: str = "bfloa
         m.generation_config.pad_token_id = model.config.pad_token_id
         m.generation_config.bos_token_id = model.config.bos_token_id
         m.save_pretrained(tmp, safe_serialization=True)
+        _set_compute_dtype(tmp / "config.json", "float32")
         tokenizer.save_pretrained(tmp)
         for name, obj in (extra_json or {}).items():
             write_json(tmp / name, obj)
@@ -127,6 +129,14 @@ def save_model(model, tokenizer, out_dir: str | os.PathLike, dtype: str = "bfloa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _set_compute_dtype(config_path: Path, dtype: str) -> None:
+    """Storage stays bfloat16, but config.json says float32: any loader using dtype="auto" (lm-eval's HFLM, plain
+    from_pretrained) then computes in float32, so plain lm-eval gives the same numbers as `soaes-bench run`."""
+    cfg = json.loads(config_path.read_text(encoding="utf-8"))
+    cfg["dtype"] = dtype
+    write_json(config_path, cfg)
 
 
 def check_model_dir(path: str | os.PathLike) -> Path:

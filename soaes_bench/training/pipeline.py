@@ -1,6 +1,7 @@
 """`soaes-bench pipeline`: the gated phases of a recipe, in order: cpt -> sft -> distill.
 
     soaes-bench pipeline --recipe training/recipes/reference.yaml [--resume] [--only sft] [--output runs/reference]
+    accelerate launch --config_file training/accelerate/cpu2.yaml -m soaes_bench pipeline --recipe ...
 
 Each phase starts from the previous phase's model (the first from `init`), trains with the one loop, is evaluated
 and then gated (gates.py). Layout of the output directory (default runs/<name>):
@@ -10,6 +11,11 @@ and then gated (gates.py). Layout of the output directory (default runs/<name>):
     <phase>/work/, stageN/, baseline/  checkpoints, logs, extra models (SFT stages, ablation, undistilled draft)
     <phase>/eval/results.json          lm-eval results of the phase model (+ samples/)
     <phase>/gate.json, gate.md         the gate report;  <phase>/done.json  marks a finished phase
+    timings.json                       wall seconds of the base evaluation and of each phase's training and eval+gate
+
+Several processes (`accelerate launch`): every phase trains on all of them through the one loop; evaluation, gates,
+the teacher cache and every file write happen on the main process while the others wait (dist.py), and the gate
+verdict is broadcast so all processes return the same exit code (the launcher itself reports any non-zero one as 1).
 
 Exit codes: 0 every phase ran and passed its gate; 2 bad input (UserError); 3 a gate failed (the pipeline stops after
 that phase, gate.json says which check); 4 a phase stopped at its max_minutes time cap (re-run with --resume).
@@ -21,6 +27,7 @@ starting from the previous phase's saved model.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -114,14 +121,10 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
                  evaluate_fn=None) -> int:
     """Run the recipe; returns the exit code (module docstring). `evaluate_fn` replaces soaes_bench.evaluate (tests)."""
     from soaes_bench.training.cpt import run_cpt
+    from soaes_bench.training.dist import make_accelerator, on_main
     from soaes_bench.training.distill import run_distill
     from soaes_bench.training.sft import run_sft
 
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("pipeline: run it as one process (evaluation and gate files are not rank-aware); "
-                        "use `accelerate launch` for `train base`")
     r = load_dataclass(PipelineRecipe, recipe)
     validate(r, str(recipe))
     evaluate_fn = evaluate_fn or _default_evaluate
@@ -130,13 +133,29 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
     if only is not None and only not in phases:
         raise UserError(f"--only: {only!r} is not a phase of {recipe} ({', '.join(phases)})")
     todo = [only] if only else phases
+    acc = make_accelerator()
+    main = acc.is_main_process
     if not resume:
         clash = [p for p in todo if (out / p).exists()]
         if clash:
             raise UserError(f"{out / clash[0]}: exists; pass --resume to continue it, or choose another --output")
+    acc.wait_for_everyone()  # every process has checked the output dir before the main one writes into it
+    timings: dict[str, object] = {"processes": acc.num_processes}
+
+    def say(msg: str) -> None:
+        if main:
+            print(msg, flush=True)
+
+    def note_time(key: str, value) -> None:
+        timings[key] = value
+        if main:
+            write_json(out / "timings.json", timings)
+
     refs: dict[str, dict] = {}
     if r.evaluation is not None and any(c.reference == "base" for p in phases for c in getattr(r, p).gates):
-        refs["base"] = _evaluate(Path(r.init), r.evaluation, out / "base" / "eval", evaluate_fn)
+        t0 = time.perf_counter()
+        refs["base"] = on_main(acc, lambda: _evaluate(Path(r.init), r.evaluation, out / "base" / "eval", evaluate_fn))
+        note_time("base_eval_s", round(time.perf_counter() - t0, 2))
     current, previous = Path(r.init), refs.get("base")
     for phase in phases:
         cfg, pdir = getattr(r, phase), out / phase
@@ -153,47 +172,63 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
         if done.is_file():
             if read_json(done)["settings"] != settings:
                 raise UserError(f"{done}: phase {phase} finished with different settings; use another --output")
-            print(f"pipeline: {phase} already done, skipping")
+            say(f"pipeline: {phase} already done, skipping")
             current = pdir / "model"
             refs[phase] = previous = read_json(pdir / "results.json")
             if not read_json(pdir / "gate.json")["passed"]:
                 return EXIT_GATE_FAILED
             continue
-        print(f"pipeline: phase {phase} from {current}")
-        phase_refs = dict(refs, previous=previous or {})
+        say(f"pipeline: phase {phase} from {current} ({acc.num_processes} process(es))")
+        t0 = time.perf_counter()
         if phase == "cpt":
             summary = run_cpt(cfg, current, pdir, r.tokenizer, resume=True)
-            internal = _val_task("cpt_val", summary.get("val_after"))
-            phase_refs["base_val"] = _val_task("cpt_val", summary.get("val_before"))
         elif phase == "sft":
             summary = run_sft(cfg, current, pdir, r.tokenizer, resume=True)
-            internal = {}
         else:
             summary = run_distill(cfg, current, pdir, r.tokenizer, resume=True)
-            internal = summary.get("distilled", {}).get("results", {})
-            if "baseline" in summary:
-                phase_refs["baseline"] = summary["baseline"].get("results", {})
+        trained = round(time.perf_counter() - t0, 2)
         if summary.get("stopped_by") != "done":
-            print(f"pipeline: {phase} stopped by its time cap; re-run with --resume")
+            note_time(phase, {"train_s": trained, "stopped_by": summary.get("stopped_by")})
+            say(f"pipeline: {phase} stopped by its time cap; re-run with --resume")
             return EXIT_TIME_CAP
-        evaluated = {}
-        if r.evaluation is not None and phase != "distill":
-            evaluated = _evaluate(pdir / "model", r.evaluation, pdir / "eval", evaluate_fn)
-            if phase == "sft" and cfg.single_stage:
-                phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation,
-                                                       pdir / "single_stage" / "eval", evaluate_fn)
-        results = _merge(evaluated, internal)
-        write_json(pdir / "results.json", results)
-        write_json(pdir / "summary.json", summary)
-        report = evaluate_gate(phase, cfg.gates, results, phase_refs,
-                               str(pdir / "eval" / "results.json") if evaluated else str(pdir / "results.json"))
-        write_gate(report, pdir)
-        write_json(done, {"phase": phase, "settings": settings, "gate_passed": report["passed"]})
-        current, refs[phase], previous = pdir / "model", results, results
-        print(f"pipeline: {phase} gate {'passed' if report['passed'] else 'FAILED'} ({pdir / 'gate.md'})")
-        if not report["passed"]:
+        t1 = time.perf_counter()
+        verdict = on_main(acc, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
+        note_time(phase, {"train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
+        current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
+        say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'}); "
+            f"train {trained:.1f} s, eval+gate {timings[phase]['eval_gate_s']:.1f} s")
+        if not verdict["passed"]:
             return EXIT_GATE_FAILED
     return 0
+
+
+def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict, refs: dict, previous,
+                  evaluate_fn) -> dict:
+    """Main process only: evaluate the phase model, gate it, write results/summary/gate/done. -> {results, passed}"""
+    phase_refs = dict(refs, previous=previous or {})
+    internal = {}
+    if phase == "cpt":
+        internal = _val_task("cpt_val", summary.get("val_after"))
+        phase_refs["base_val"] = _val_task("cpt_val", summary.get("val_before"))
+    elif phase == "distill":
+        internal = summary.get("distilled", {}).get("results", {})
+        if "baseline" in summary:
+            phase_refs["baseline"] = summary["baseline"].get("results", {})
+    evaluated = {}
+    if r.evaluation is not None and phase != "distill":
+        evaluated = _evaluate(pdir / "model", r.evaluation, pdir / "eval", evaluate_fn)
+        if phase == "sft" and cfg.single_stage:
+            phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation,
+                                                   pdir / "single_stage" / "eval", evaluate_fn)
+    results = _merge(evaluated, internal)
+    write_json(pdir / "results.json", results)
+    write_json(pdir / "summary.json", summary)
+    report = evaluate_gate(phase, cfg.gates, results, phase_refs,
+                           str(pdir / "eval" / "results.json") if evaluated else str(pdir / "results.json"))
+    write_gate(report, pdir)
+    write_json(pdir / "done.json", {"phase": phase, "settings": json.loads(json.dumps(asdict(cfg))),
+                                    "gate_passed": report["passed"]})
+    return {"results": results, "passed": report["passed"]}
 
 
 def cli_pipeline(args) -> int:

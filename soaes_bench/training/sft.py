@@ -56,7 +56,8 @@ def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokeniz
     from dataclasses import replace
 
     from soaes_bench.training import data as D
-    from soaes_bench.training.loop import make_accelerator, resolve_steps
+    from soaes_bench.training.dist import broadcast_json, make_accelerator
+    from soaes_bench.training.loop import resolve_steps
     from soaes_bench.training.model import check_same_vocab, load_model, load_tokenizer, save_model
 
     out = Path(out_dir)
@@ -94,5 +95,4 @@ def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokeniz
     summary["stopped_by"] = "done"
     if acc.is_main_process:
         save_model(load_model(current), tok, out / "model", extra_json={"soaes_training.json": summary})
-    acc.wait_for_everyone()
-    return summary
+    return broadcast_json(summary, acc)
