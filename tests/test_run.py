@@ -193,7 +193,7 @@ def test_run_prints_the_table(model_dir, on_fixture_tasks, tmp_path, capsys):
     (["--suite", "domian"], "unknown suite 'domian' (did you mean domain?)"),
     (["--tasks", "soaes_domain_q"], "unknown task 'soaes_domain_q' (did you mean soaes_domain_qa?)"),
     (["--model", "{tmp}/nope"], "model directory not found"),
-    (["--model", "{tmp}/bin_only"], "only pickle weights (pytorch_model.bin)"),
+    (["--model", "{tmp}/bin_only"], "only pickle (pytorch_model.bin)"),
     (["--model", "{tmp}/no_config"], "no config.json"),
     (["--output", "{tmp}/a_file"], "exists and is not a directory"),
     (["--limit", "0"], "--limit: must be a positive integer"),

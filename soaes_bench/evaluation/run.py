@@ -89,26 +89,6 @@ def task_groups(tm) -> dict[str, str]:
 
 
 # --- models ------------------------------------------------------------------------------------------------
-def check_model_dir(model_dir: Path) -> list[Path]:
-    """Refuse anything but a local HF directory with safetensors weights; returns the weight files."""
-    if not model_dir.exists():
-        raise UserError(f"{model_dir}: model directory not found")
-    if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: not a directory (pass a Hugging Face model directory)")
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"{model_dir}: no config.json (not a Hugging Face model directory)")
-    weights = sorted(model_dir.glob("*.safetensors"))
-    if not weights:
-        pickles = sorted(p.name for pat in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in model_dir.glob(pat))
-        if pickles:
-            raise UserError(f"{model_dir}: only pickle weights ({pickles[0]}); pickle is refused, re-save with "
-                            "save_pretrained(..., safe_serialization=True)")
-        raise UserError(f"{model_dir}: no *.safetensors weights")
-    if not any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        raise UserError(f"{model_dir}: no tokenizer files (save the tokenizer next to the model)")
-    return weights
-
-
 def _display_path(p: Path) -> str:
     p = p.resolve()
     try:
@@ -119,15 +99,13 @@ def _display_path(p: Path) -> str:
 
 def load_model(model_dir: str | os.PathLike):
     """(model, tokenizer, model_info) from a local directory: safetensors only, no remote code, float32."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from soaes_bench.training.model import check_model_dir, load_model as load_weights, load_tokenizer
 
     model_dir = Path(model_dir)
-    weights = check_model_dir(model_dir)
+    weights = check_model_dir(model_dir, require_tokenizer=True)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False,
-                                                     use_safetensors=True, dtype=torch.float32)
+        tokenizer = load_tokenizer(model_dir)
+        model = load_weights(model_dir)
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{model_dir}: cannot load model ({str(e).splitlines()[0]})") from None
     tok_json = model_dir / "tokenizer.json"
@@ -243,7 +221,9 @@ def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, 
             model_dir = embedded_model("default")
         except FileNotFoundError:
             raise UserError(f"no embedded model in {MODELS_DIR}; pass --model DIR") from None
-    check_model_dir(Path(model_dir))
+    from soaes_bench.training.model import check_model_dir
+
+    check_model_dir(model_dir, require_tokenizer=True)  # before the output dir is created
     out = check_output_dir(output)
     model, tokenizer, info = load_model(model_dir)
     results = evaluate(model, tokenizer, suite=suite, tasks=tasks, limit=limit, batch_size=batch_size,

@@ -1,11 +1,12 @@
 """Phase gates: declarative checks on results dicts, written as gate.json (schema "soaes-bench/gate") + gate.md.
 
 A check reads one metric of one task (or group) from a phase's results and compares it with an absolute
-`threshold`, or with the same metric of a `reference` run plus `margin`:
+`threshold`, or with the same metric of a `reference` run: bound = reference value * `ratio` (default 1) + `margin`:
 
     gates:
       - {name: domain-gain, task: soaes_domain, metric: acc, op: ">=", reference: base, margin: 0.02}
       - {name: no-forgetting, task: soaes_general, metric: acc, op: ">=", reference: base, margin: -0.03}
+      - {name: retention, task: soaes_general_mc, metric: acc, op: ">=", reference: base, ratio: 0.95}
       - {name: bpb, task: soaes_domain_text, metric: bits_per_byte, op: "<=", threshold: 2.5}
 
 References name other results the pipeline knows: "base" (the starting model), "previous" (the previous phase),
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from soaes_bench.config import positive
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, write_json
 
@@ -35,11 +37,15 @@ class Check:
     op: Literal[">=", "<=", ">", "<"] = ">="
     threshold: float | None = field(default=None, metadata={"help": "absolute bound"})
     reference: str | None = field(default=None, metadata={"help": "results to compare with (base, previous, <phase>, ...)"})
-    margin: float = field(default=0.0, metadata={"help": "added to the reference value: bound = ref + margin"})
+    margin: float = field(default=0.0, metadata={"help": "added to the reference value: bound = ref * ratio + margin"})
+    ratio: float | None = field(default=None, metadata={
+        "help": "multiplies the reference value, e.g. 0.95 = keep 95% of the base accuracy", "check": positive})
 
     def __post_init__(self):
         if (self.threshold is None) == (self.reference is None):
             raise ValueError(f"gate {self.name!r}: give exactly one of threshold and reference")
+        if self.ratio is not None and self.reference is None:
+            raise ValueError(f"gate {self.name!r}: ratio needs a reference")
 
 
 def metric_value(results: dict, task: str, metric: str) -> tuple[float | None, float | None]:
@@ -59,7 +65,7 @@ def check_one(check: Check, results: dict, references: dict[str, dict]) -> dict:
     if check.reference is not None:
         ref = references.get(check.reference)
         ref_value = metric_value(ref, check.task, check.metric)[0] if ref is not None else None
-        bound = None if ref_value is None else ref_value + check.margin
+        bound = None if ref_value is None else ref_value * (1.0 if check.ratio is None else check.ratio) + check.margin
         if ref is None:
             note = f"reference results {check.reference!r} not available"
         elif ref_value is None:
@@ -71,7 +77,7 @@ def check_one(check: Check, results: dict, references: dict[str, dict]) -> dict:
     ci = [value - 1.96 * stderr, value + 1.96 * stderr] if value is not None and stderr else None
     passed = value is not None and bound is not None and bool(OPS[check.op](value, bound))
     return {"name": check.name, "metric": check.metric, "task": check.task, "op": check.op, "threshold": bound,
-            "reference": check.reference, "reference_value": ref_value, "margin": check.margin,
+            "reference": check.reference, "reference_value": ref_value, "margin": check.margin, "ratio": check.ratio,
             "value": value, "ci": ci, "passed": passed, "note": note}
 
 
@@ -91,7 +97,10 @@ def gate_markdown(report: dict) -> str:
     lines = [f"# Gate: {report['phase']} — {'PASSED' if report['passed'] else 'FAILED'}", "",
              "| check | task | metric | value | op | bound | reference | result |", "|---|---|---|---|---|---|---|---|"]
     for r in report["checks"]:
-        ref = "absolute" if r["reference"] is None else f"{r['reference']} ({_fmt(r['reference_value'])}) {r['margin']:+g}"
+        ref = "absolute"
+        if r["reference"] is not None:
+            times = f" × {r['ratio']:g}" if r.get("ratio") is not None else ""  # gate.json of before `ratio`: none
+            ref = f"{r['reference']} ({_fmt(r['reference_value'])}){times} {r['margin']:+g}"
         res = "pass" if r["passed"] else ("FAIL" + (f": {r['note']}" if r["note"] else ""))
         lines.append(f"| {r['name']} | {r['task']} | {r['metric']} | {_fmt(r['value'])} | {r['op']} | "
                      f"{_fmt(r['threshold'])} | {ref} | {res} |")

@@ -109,6 +109,7 @@ def save_model(model, tokenizer, out_dir: str | os.PathLike, dtype: str = "bfloa
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a shipped model dir must be readable by everyone
         m = copy.deepcopy(model).to(getattr(torch, dtype))
         m.generation_config.eos_token_id = _generation_eos(tokenizer)
         m.generation_config.pad_token_id = model.config.pad_token_id
@@ -118,6 +119,8 @@ def save_model(model, tokenizer, out_dir: str | os.PathLike, dtype: str = "bfloa
         tokenizer.save_pretrained(tmp)
         for name, obj in (extra_json or {}).items():
             write_json(tmp / name, obj)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -139,16 +142,28 @@ def _set_compute_dtype(config_path: Path, dtype: str) -> None:
     write_json(config_path, cfg)
 
 
-def check_model_dir(path: str | os.PathLike) -> Path:
-    """Refuse anything that is not a local HF dir with config.json and safetensors weights (never pickle)."""
+def check_model_dir(path: str | os.PathLike, require_tokenizer: bool = False) -> list[Path]:
+    """Refuse anything but a local HF model dir with config.json and safetensors weights (pickle is never loaded).
+
+    Returns the weight files (hashed into results provenance). `require_tokenizer` for dirs that are evaluated as-is.
+    """
     p = Path(path)
-    if not p.is_dir():
+    if not p.exists():
         raise UserError(f"{p}: model directory not found")
+    if not p.is_dir():
+        raise UserError(f"{p}: not a directory (pass a Hugging Face model directory)")
     if not (p / "config.json").is_file():
-        raise UserError(f"{p}: not a model directory (no config.json)")
-    if not any(p.glob("*.safetensors")):
-        raise UserError(f"{p}: no *.safetensors weights (pickle checkpoints are not loaded)")
-    return p
+        raise UserError(f"{p}: no config.json (not a Hugging Face model directory)")
+    weights = sorted(p.glob("*.safetensors"))
+    if not weights:
+        pickles = sorted(f.name for pat in ("*.bin", "*.pt", "*.pth", "*.ckpt") for f in p.glob(pat))
+        if pickles:
+            raise UserError(f"{p}: no *.safetensors weights, only pickle ({pickles[0]}), which is refused; re-save with "
+                            "save_pretrained(..., safe_serialization=True)")
+        raise UserError(f"{p}: no *.safetensors weights")
+    if require_tokenizer and not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"{p}: no tokenizer files (save the tokenizer next to the model)")
+    return weights
 
 
 def load_model(path: str | os.PathLike, dtype: str = "float32"):
@@ -156,7 +171,8 @@ def load_model(path: str | os.PathLike, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM
 
-    p = check_model_dir(path)
+    p = Path(path)
+    check_model_dir(p)
     model = AutoModelForCausalLM.from_pretrained(
         p, dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True, local_files_only=True
     )

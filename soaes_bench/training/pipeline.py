@@ -11,6 +11,8 @@ and then gated (gates.py). Layout of the output directory (default runs/<name>):
     <phase>/work/, stageN/, baseline/  checkpoints, logs, extra models (SFT stages, ablation, undistilled draft)
     <phase>/eval/results.json          lm-eval results of the phase model (+ samples/)
     <phase>/gate.json, gate.md         the gate report;  <phase>/done.json  marks a finished phase
+    cpt|sft/forgetting.json, .md       items right in base and wrong now (and the reverse), McNemar (ablations.py)
+    sft/ablation.json, distill/ablation.json (+ .md)   single-stage vs progressive SFT; undistilled vs distilled draft
     timings.json                       wall seconds of the base evaluation and of each phase's training and eval+gate
 
 Several processes (`accelerate launch`): every phase trains on all of them through the one loop; evaluation, gates,
@@ -228,7 +230,20 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
     write_gate(report, pdir)
     write_json(pdir / "done.json", {"phase": phase, "settings": json.loads(json.dumps(asdict(cfg))),
                                     "gate_passed": report["passed"]})
+    _phase_reports(pdir.parent, phase)
     return {"results": results, "passed": report["passed"]}
+
+
+def _phase_reports(out: Path, phase: str) -> None:
+    """Forgetting and ablation reports that follow the phase (ablations.py), after its gate and done.json: extras
+    that explain the verdict, so a missing input or a failure is one printed line, never an exit code."""
+    try:
+        from soaes_bench.training.ablations import phase_reports
+
+        for name, what in phase_reports(out, phase).items():
+            print(f"pipeline: {name}: {'wrote ' + str(what) if isinstance(what, Path) else what}", flush=True)
+    except Exception as e:  # noqa: BLE001 - the report must never change the run's outcome
+        print(f"pipeline: warning: {phase} reports not written ({type(e).__name__}: {e})", flush=True)
 
 
 def cli_pipeline(args) -> int:
