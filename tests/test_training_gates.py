@@ -57,3 +57,50 @@ def test_report_files(tmp_path):
     md = (tmp_path / "gate.md").read_text()
     assert "FAILED" in md and "| b | t | acc | 0.5 | >= | 0.9 |" in md
     assert evaluate_gate("cpt", [], {}, {})["passed"]
+
+
+def test_ratio_scales_the_reference_before_the_margin():
+    base = _res("soaes_general_mc", "acc", 0.40)
+    keep = Check("retention", "acc", "soaes_general_mc", ">=", reference="base", ratio=0.9)
+    row = check_one(keep, _res("soaes_general_mc", "acc", 0.37), {"base": base})
+    assert row["threshold"] == pytest.approx(0.36) and row["ratio"] == 0.9 and row["passed"]  # 0.40 * 0.9
+    assert not check_one(keep, _res("soaes_general_mc", "acc", 0.35), {"base": base})["passed"]
+    both = Check("both", "acc", "soaes_general_mc", ">=", reference="base", ratio=0.9, margin=-0.02)
+    row = check_one(both, _res("soaes_general_mc", "acc", 0.35), {"base": base})
+    assert row["threshold"] == pytest.approx(0.34) and row["passed"]  # 0.40 * 0.9 - 0.02
+    bpb = Check("bpb", "bits_per_byte", "t", "<=", reference="base", ratio=1.05)
+    row = check_one(bpb, _res("t", "bits_per_byte", 2.11), {"base": _res("t", "bits_per_byte", 2.0)})
+    assert row["threshold"] == pytest.approx(2.1) and not row["passed"]  # lower is better: at most 5% worse
+    plain = check_one(Check("p", "acc", "soaes_general_mc", ">=", reference="base"), base, {"base": base})
+    assert plain["threshold"] == 0.40 and plain["ratio"] is None and plain["passed"]  # no ratio = 1
+
+
+def test_ratio_is_shown_in_gate_md(tmp_path):
+    keep = Check("retention", "acc", "t", ">=", reference="base", ratio=0.9)
+    rep = evaluate_gate("cpt", [keep], _res("t", "acc", 0.5), {"base": _res("t", "acc", 0.5)})
+    write_gate(rep, tmp_path)
+    assert "| retention | t | acc | 0.5 | >= | 0.45 | base (0.5) × 0.9 +0 | pass |" in (tmp_path / "gate.md").read_text()
+
+
+def test_ratio_without_reference_or_not_positive_is_refused_naming_the_gate():
+    with pytest.raises(ValueError, match="gate 'keep': ratio needs a reference"):
+        Check("keep", "acc", "t", ">=", threshold=0.3, ratio=0.9)
+    with pytest.raises(UserError, match=r"gates.yaml: top level: gate 'keep': ratio needs a reference"):
+        from_dict(Check, {"name": "keep", "metric": "acc", "task": "t", "threshold": 0.3, "ratio": 0.9}, "gates.yaml")
+    with pytest.raises(UserError, match="ratio: must be > 0"):
+        from_dict(Check, {"name": "k", "metric": "acc", "task": "t", "reference": "base", "ratio": 0}, "gates.yaml")
+
+
+def test_recipe_with_unknown_gate_key_is_refused_with_a_suggestion(tmp_path):
+    from soaes_bench.config import load_dataclass
+    from soaes_bench.training.pipeline import PipelineRecipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: t\ncpt:\n  gates:\n    - {name: keep, task: soaes_general_mc, metric: acc, op: '>=',\n"
+                      "       reference: base, ration: 0.9}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"r\.yaml: cpt\.gates\[0\]\.ration: unknown key \(did you mean ratio\?\)"):
+        load_dataclass(PipelineRecipe, recipe)
+    recipe.write_text("name: t\ncpt:\n  gates:\n    - {name: keep, task: soaes_general_mc, metric: acc, threshold: 0.3,"
+                      " ratio: 0.9}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"r\.yaml: cpt\.gates\[0\]: gate 'keep': ratio needs a reference"):
+        load_dataclass(PipelineRecipe, recipe)
