@@ -86,6 +86,16 @@ def test_failing_gate_stops_with_exit_code_3(world, tmp_path):
     gate = json.loads((out / "cpt" / "gate.json").read_text())
     assert not gate["passed"] and not (out / "sft").exists()
     assert "FAIL" in (out / "cpt" / "gate.md").read_text()
+    # only the gate changes -> --resume re-judges the saved CPT model without retraining it, then goes on
+    mtime = (out / "cpt" / "model" / "model.safetensors").stat().st_mtime_ns
+    r["cpt"]["gates"][0].update(op=">", threshold=0.0)
+    assert run_pipeline(_write(tmp_path, "r.yaml", r), out, resume=True) == 0
+    assert (out / "cpt" / "model" / "model.safetensors").stat().st_mtime_ns == mtime
+    assert json.loads((out / "cpt" / "gate.json").read_text())["passed"]
+    # a training setting changed -> refused, nothing silently mixed
+    r["cpt"]["replay_fraction"] = 0.5
+    with pytest.raises(UserError, match="different settings"):
+        run_pipeline(_write(tmp_path, "r.yaml", r), out, resume=True)
 
 
 def test_teacher_cache_is_reused_and_keyed(world, tmp_path):

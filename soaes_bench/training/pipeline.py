@@ -21,7 +21,8 @@ verdict is broadcast so all processes return the same exit code (the launcher it
 
 Exit codes: 0 every phase ran and passed its gate; 2 bad input (UserError); 3 a gate failed (the pipeline stops after
 that phase, gate.json says which check); 4 a phase stopped at its max_minutes time cap (re-run with --resume).
---resume skips phases with done.json (same settings) and continues interrupted ones from their checkpoints; without
+--resume skips phases with done.json (same settings; when only the gates changed, the saved results are gated again
+without retraining) and continues interrupted ones from their checkpoints; without
 it an existing phase directory is an error, so nothing is overwritten silently. --only PHASE runs that phase alone,
 starting from the previous phase's saved model.
 """
@@ -111,6 +112,11 @@ def _val_task(name: str, values: dict | None) -> dict:
     return {"tasks": {name: {"n": None, "metrics": metrics, "higher_is_better": {k: False for k in metrics}}}}
 
 
+def _training_settings(settings: dict) -> dict:
+    """A phase's settings without its gates: what decides the trained model (gates only judge it)."""
+    return {k: v for k, v in settings.items() if k != "gates"}
+
+
 def _merge(*results: dict) -> dict:
     out = {"tasks": {}, "groups": {}}
     for r in results:
@@ -172,8 +178,18 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
         settings = json.loads(json.dumps(asdict(cfg)))
         done = pdir / "done.json"
         if done.is_file():
-            if read_json(done)["settings"] != settings:
+            finished = read_json(done)["settings"]
+            if _training_settings(finished) != _training_settings(settings):
                 raise UserError(f"{done}: phase {phase} finished with different settings; use another --output")
+            if finished != settings:  # only the gates changed: judge the saved model and results again, no training
+                say(f"pipeline: {phase} already trained; its gates changed, re-gating from saved results")
+                summary = read_json(pdir / "summary.json")
+                verdict = on_main(acc, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
+                current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
+                say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'})")
+                if not verdict["passed"]:
+                    return EXIT_GATE_FAILED
+                continue
             say(f"pipeline: {phase} already done, skipping")
             current = pdir / "model"
             refs[phase] = previous = read_json(pdir / "results.json")
