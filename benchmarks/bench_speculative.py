@@ -1,0 +1,170 @@
+"""Speculative decoding on a target/draft pair: the four ratios the project promises, measured in one run.
+
+    .venv/bin/python benchmarks/bench_speculative.py                        # embedded target (or base) + draft
+    .venv/bin/python benchmarks/bench_speculative.py --target DIR --draft DIR --undistilled-draft DIR
+    .venv/bin/python benchmarks/bench_speculative.py --random-pair /tmp/pair   # timing check without trained models
+
+Prints, greedy decoding, medians over repeats with bootstrap 95% CIs:
+  1. measured / predicted speedup at the best gamma (goal >= 0.85): measured = speculative / target-only tokens/s
+     (same cache code), predicted = Leviathan et al. (1 - a^(g+1)) / ((1 - a)(g c + 1)) from measured c and the
+     measured per-token alpha a = accepted / (accepted + rejections) (acceptance.token_acceptance_rate);
+  2. our speculative tokens/s / HF assisted generation tokens/s at that gamma (goal >= 1.0);
+  3. distilled / undistilled per-token alpha at that gamma, same prompts (goal >= 1.2; needs --undistilled-draft);
+  4. greedy losslessness: share of speculative generations identical to target-only (goal 100%).
+--random-pair DIR writes an untrained 8x384 target (the reference size, shared 12k tokenizer) and a draft that is its
+truncated copy (embeddings + first layer + head), with the deeper layers' output projections scaled by
+--deep-scale so the draft agrees with the target on part of the tokens: acceptance is synthetic, timing is real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+from soaes_bench.speculative.decode import eos_ids, speculative_generate
+from soaes_bench.speculative.models import load_pair, make_qwen2, save_pair, truncated_copy
+from soaes_bench.speculative.profile import _default_dirs, profile, write_outputs
+from soaes_bench.speculative.prompts import encode, load_prompts
+
+
+def random_pair(out_dir: Path, deep_scale: float, init_range: float, seed: int = 0) -> tuple[Path, Path]:
+    from transformers import AutoTokenizer
+
+    from soaes_bench.paths import TOKENIZER_DIR
+
+    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    eos = eos_ids(None, tok)
+    target = make_qwen2(len(tok), 8, 384, heads=6, kv_heads=2, intermediate=1024, seed=seed, eos_token_id=eos,
+                        init_range=init_range)
+    with torch.no_grad():
+        for layer in target.model.layers[1:]:
+            layer.self_attn.o_proj.weight.mul_(deep_scale)
+            layer.mlp.down_proj.weight.mul_(deep_scale)
+    return save_pair(target, truncated_copy(target, 1), tok, out_dir)
+
+
+def alpha_per_prompt(target, draft, prompts: list[list[int]], gamma: int, max_new: int, eos) -> list[tuple[int, int]]:
+    """(accepted, judged) per prompt, greedy: pooled, accepted / judged is the per-token alpha."""
+    out = []
+    for ids in prompts:
+        rec = speculative_generate(target, draft, ids, gamma, max_new, eos).records
+        accepted = sum(a for _, a in rec)
+        out.append((accepted, accepted + sum(a < p for p, a in rec)))
+    return out
+
+
+def ratio_ci(a: list[tuple[int, int]], b: list[tuple[int, int]], resamples: int = 2000, seed: int = 0):
+    """Pooled alpha_a / alpha_b (rows: (accepted, judged) per prompt) and a paired bootstrap CI over prompts."""
+    def pooled(rows):
+        p = sum(x[1] for x in rows)
+        return sum(x[0] for x in rows) / p if p else float("nan")
+
+    rng = random.Random(seed)
+    n = len(a)
+    boots = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        den = pooled([b[i] for i in idx])
+        if den > 0:
+            boots.append(pooled([a[i] for i in idx]) / den)
+    boots.sort()
+    ci = [boots[int(0.025 * (len(boots) - 1))], boots[int(0.975 * (len(boots) - 1))]] if boots else None
+    den = pooled(b)
+    return (pooled(a) / den if den else float("inf")), ci, pooled(a), den
+
+
+def _ci(x, ci, spec=".2f") -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else f"{x:{spec}}"
+
+
+def _verdict(ok) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target")
+    ap.add_argument("--draft")
+    ap.add_argument("--undistilled-draft", help="draft of the same size before distillation (for the alpha ratio)")
+    ap.add_argument("--random-pair", metavar="DIR", help="write and use an untrained 8x384 target + truncated draft")
+    ap.add_argument("--deep-scale", type=float, default=0.03, help="--random-pair: scale of layers 2..8 outputs")
+    ap.add_argument("--init-range", type=float, default=0.05, help="--random-pair: weight init std")
+    ap.add_argument("--gamma", default="1,2,3,4")
+    ap.add_argument("--contexts", default="", help="also profile these context lengths (comma-separated)")
+    ap.add_argument("--prompts", default="all")
+    ap.add_argument("--num-prompts", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--output", default=None, help="also write profile.json/md and figures here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.random_pair:
+        target_dir, draft_dir = random_pair(Path(args.random_pair), args.deep_scale, args.init_range)
+    else:
+        target_dir, draft_dir = _default_dirs(args.target, args.draft)
+    target, draft, ttok, dtok = load_pair(target_dir, draft_dir)
+    gammas = [int(g) for g in args.gamma.split(",") if g.strip()]
+    contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
+    texts = load_prompts(args.prompts, args.num_prompts)
+    rep = profile(target, draft, ttok, prompts=texts, gammas=gammas, contexts=contexts,
+                  max_new_tokens=args.max_new_tokens, repeats=args.repeats, num_prompts=args.num_prompts,
+                  hf_baseline=True, draft_tokenizer=dtok, target_path=target_dir, draft_path=draft_dir,
+                  log=lambda m: print(m, file=sys.stderr))
+    if args.output:
+        write_outputs(rep, args.output)
+    s, m, d, env = rep["summary"], rep["model"], rep["draft"], rep["env"]
+    g = s["best_gamma"]
+    top = next(x for x in rep["settings"] if x["category"] == s["category"] and x["gamma"] == g)
+    print(f"pair: target {m['name']} {m['layers']}x{m['hidden']} ({m['n_params'] / 1e6:.1f}M) / draft {d['name']} "
+          f"{d['layers']}x{d['hidden']} ({d['n_params'] / 1e6:.1f}M); {env['device']} {env['device_name']}, "
+          f"{env['threads']} threads; {args.max_new_tokens} new tokens, {args.repeats} repeats, prompts "
+          f"{rep['config']['prompts']}")
+    print(f"per gamma ({s['category']}): " + "; ".join(
+        f"g={x['gamma']} alpha={x['alpha_token']:.2f} (acc/prop {x['alpha']:.2f}) tau={x['tau']:.2f} "
+        f"(exp {x['expected_tau']:.2f}) speedup {x['speedup']:.2f} "
+        f"pred {x['predicted_speedup']:.2f} eff {x['loop_efficiency']:.2f}"
+        for x in rep["settings"] if x["category"] == s["category"]))
+    print(f"c = {s['c']:.3f}, alpha per token = {s['alpha_token']:.3f} (accepted/proposed {s['alpha']:.3f}), tau = {s['tau']:.2f}; target {top['target_tokens_per_s']:.1f} "
+          f"tok/s, speculative {top['spec_tokens_per_s']:.1f} tok/s, HF assisted {top['hf_assisted_tokens_per_s']:.1f} "
+          f"tok/s, HF target-only {top['hf_target_tokens_per_s']:.1f} tok/s")
+    mp = s["measured_over_predicted"]
+    mp_ci = [c / s["predicted_speedup"] for c in s["speedup_ci"]] if s["speedup_ci"] else None
+    print(f"1. measured/predicted speedup at best gamma={g}: {_ci(mp, mp_ci)} (measured "
+          f"{_ci(s['speedup'], s['speedup_ci'])}x, predicted {s['predicted_speedup']:.2f}x, with verify cost "
+          f"{s['predicted_speedup_verify']:.2f}x)   goal >= 0.85  {_verdict(mp >= 0.85)}")
+    print(f"   loop efficiency (measured / (tau / (gamma c + verify cost)), no i.i.d. assumption): "
+          f"{s['loop_efficiency']:.2f}")
+    print(f"2. ours / HF assisted tokens/s at gamma={g}: {_ci(s['ours_over_hf'], s['ours_over_hf_ci'])}   "
+          f"goal >= 1.0  {_verdict(s['ours_over_hf'] >= 1.0)}")
+    if args.undistilled_draft:
+        from soaes_bench.training.model import load_model
+
+        und = load_model(args.undistilled_draft).eval()
+        chat = rep["config"]["chat_template"]
+        ids = [encode(ttok, t, chat) for ts in texts.values() for t in ts]
+        eos = eos_ids(target, ttok)
+        dist = alpha_per_prompt(target, draft, ids, g, args.max_new_tokens, eos)
+        base = alpha_per_prompt(target, und, ids, g, args.max_new_tokens, eos)
+        r, ci, a1, a0 = ratio_ci(dist, base)
+        print(f"3. distilled / undistilled alpha (per token) at gamma={g}: {_ci(r, ci)} ({a1:.3f} vs {a0:.3f}, "
+              f"{len(ids)} prompts)   goal >= 1.2  {_verdict(r >= 1.2)}")
+    else:
+        print("3. distilled / undistilled alpha: skipped (pass --undistilled-draft DIR)")
+    flags = [x["lossless"] for x in rep["settings"] if x["category"] != "all" and x["lossless"] is not None]
+    gens = sum(x["n_prompts"] for x in rep["settings"] if x["category"] != "all") * args.repeats
+    loss = 100 * sum(flags) / len(flags) if flags else None
+    print(f"4. greedy losslessness: {loss:.1f}% of {gens} speculative generations   goal 100%  "
+          f"{_verdict(loss == 100.0)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

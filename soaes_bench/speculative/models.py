@@ -1,0 +1,77 @@
+"""Loading a target/draft pair, and the random models used by tests and by the timing sanity checks.
+
+`truncated_copy` keeps the target's embeddings, first layers, final norm and (tied) head: a draft that agrees with
+the target on part of the tokens without any training, so timing checks see a nonzero acceptance rate.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from soaes_bench.errors import UserError
+
+
+def make_qwen2(vocab_size: int, layers: int, hidden: int, heads: int = 2, kv_heads: int = 1,
+               intermediate: int | None = None, seed: int = 0, eos_token_id: int | list[int] = 0,
+               init_range: float = 0.02, max_position: int = 2048):
+    """A random float32 Qwen2ForCausalLM with tied embeddings (same seed, same weights)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    eos = eos_token_id if isinstance(eos_token_id, int) else eos_token_id[0]
+    config = Qwen2Config(
+        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=kv_heads, intermediate_size=intermediate or int(hidden * 8 / 3) // 32 * 32 or 32,
+        max_position_embeddings=max_position, tie_word_embeddings=True, use_sliding_window=False,
+        initializer_range=init_range, eos_token_id=eos, pad_token_id=eos, bos_token_id=eos,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).float().eval()
+    model.generation_config.eos_token_id = eos_token_id
+    model.generation_config.pad_token_id = eos
+    return model
+
+
+def truncated_copy(model, n_layers: int = 1):
+    """Deep copy of `model` keeping only its first n_layers decoder layers (embeddings, norm and head kept)."""
+    import torch
+
+    if not 1 <= n_layers <= model.config.num_hidden_layers:
+        raise ValueError(f"n_layers must be in 1..{model.config.num_hidden_layers}, got {n_layers}")
+    small = copy.deepcopy(model)
+    small.model.layers = torch.nn.ModuleList(list(small.model.layers)[:n_layers])
+    small.config.num_hidden_layers = n_layers
+    if getattr(small.config, "layer_types", None):
+        small.config.layer_types = small.config.layer_types[:n_layers]
+    return small.eval()
+
+
+def load_pair(target_dir: str | Path, draft_dir: str | Path, device: str = "cpu"):
+    """(target, draft, target_tokenizer, draft_tokenizer) from two local HF dirs, float32, safetensors only.
+
+    Each tokenizer comes from its model dir, falling back to the shared one (soaes_bench/assets/tokenizer).
+    """
+    from soaes_bench.training.model import load_model, load_tokenizer
+
+    models, toks = [], []
+    for path in (target_dir, draft_dir):
+        models.append(load_model(path).to(device).eval())
+        try:
+            toks.append(load_tokenizer(path))
+        except UserError:
+            toks.append(load_tokenizer(None))
+    return models[0], models[1], toks[0], toks[1]
+
+
+def save_pair(target, draft, tokenizer, out_dir: str | Path) -> tuple[Path, Path]:
+    """Save a pair as out_dir/target and out_dir/draft (float32 safetensors + tokenizer), for benchmarks and tests."""
+    out = Path(out_dir)
+    paths = []
+    for name, model in (("target", target), ("draft", draft)):
+        p = out / name
+        model.save_pretrained(p, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(p)
+        paths.append(p)
+    return paths[0], paths[1]

@@ -1,0 +1,409 @@
+"""Speculative-decoding profiler: acceptance, tau, draft/target cost ratio and measured vs predicted speedup.
+
+    soaes-bench profile --target DIR --draft DIR --gamma 1,2,3,4,6,8 --contexts 128,512,1024 --output reports/profile
+    from soaes_bench.speculative.profile import profile
+    report = profile(target, draft, tokenizer, prompts={"domain": ["..."]}, gammas=[1, 2, 3])
+
+What is measured. Short prompts ("domain", "general" or a prompt file; chat template applied when the tokenizer has
+one) at every gamma; then long contexts (category "long", held-out domain text cut to each context length) at the
+best gamma. Per prompt and repeat: target-only decoding, speculative decoding at each gamma (both decode.py, same
+cache code) and, with hf_baseline, Hugging Face assisted generation (`generate(assistant_model=draft)`, constant
+num_assistant_tokens = gamma, confidence early-stop off) and HF target-only generate. Every call is timed end to
+end (prefill + decode) after `warmup` untimed calls; tokens/s = new tokens / seconds summed over a setting's prompts,
+once per repeat; reported as the median over repeats with a bootstrap 95% CI. Speedup = speculative / target tokens/s
+within the same repeat. c = draft / target time of one single-token forward at the same context (KV cache filled,
+median of `cost_steps`); verify_cost = target time of a (gamma+1)-token forward / single-token forward. Predicted
+speedup = acceptance.expected_speedup(alpha_token, gamma, c) (Leviathan et al. 2023) and, with the measured
+verify_cost, predicted_speedup_verify.
+
+profile.json (schema "soaes-bench/profile", schema_version 1):
+  schema, schema_version, date (UTC ISO), seed,
+  model, draft: {name, path, weights_sha256, tokenizer_sha256, n_params, layers, hidden}  (as in results.json)
+  env: {soaes_bench, torch, transformers, python, device, device_name, threads}
+  config: {gammas, contexts, max_new_tokens, temperature, top_p, repeats, warmup, num_prompts, prompts, chat_template,
+           hf_baseline, long_source}
+  costs: [{context, target_ms, draft_ms, c, verify: [{gamma, verify_ms, verify_cost}]}]
+  settings: [{category, context (prompt tokens: median for short prompts, exact for "long"), gamma, mode
+              ("greedy" | "sampling"), temperature, n_prompts, new_tokens (per repeat), rounds,
+              alpha (accepted / proposed), alpha_token (accepted / judged: the paper's per-token alpha, see
+              acceptance.token_acceptance_rate; the predictions use it), tau, expected_tau (from alpha_token),
+              acceptance_by_position, conditional_acceptance_by_position, c, verify_cost,
+              predicted_speedup, predicted_speedup_verify, speedup, speedup_ci, measured_over_predicted,
+              ideal_speedup (tau / (gamma c + verify_cost): zero loop overhead, measured tau), loop_efficiency
+              (speedup / ideal_speedup),
+              target_tokens_per_s(_ci), spec_tokens_per_s(_ci), hf_assisted_tokens_per_s(_ci),
+              hf_target_tokens_per_s(_ci), ours_over_hf(_ci), lossless, hf_lossless}]
+     ("all" pools the short categories; hf_* are null without hf_baseline; lossless is the share of greedy
+      generations identical to target-only, null when sampling; *_ci are [low, high] or null)
+  best: {category: {gamma, speedup, predicted_speedup}}
+  summary: {category, best_gamma, speedup, speedup_ci, predicted_speedup, predicted_speedup_verify,
+            measured_over_predicted, ideal_speedup, loop_efficiency, alpha, alpha_token, tau, c, ours_over_hf,
+            ours_over_hf_ci, lossless}
+outputs.jsonl (--save-outputs): {category, context, gamma, temperature, prompt_ids, target_ids, spec_ids} per prompt
+and setting, from the first timed repeat.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+
+from soaes_bench.errors import UserError
+from soaes_bench.speculative import acceptance as acc
+from soaes_bench.speculative.decode import eos_ids, speculative_generate, target_generate
+from soaes_bench.speculative.prompts import encode, load_long_text, long_contexts
+from soaes_bench.speculative.timing import timed, hf_generate, measure_costs
+
+SCHEMA, SCHEMA_VERSION = "soaes-bench/profile", 1
+
+
+# measurement --------------------------------------------------------------------------------------------------
+def _measure_prompt(target, draft, ids, gammas, cfg: dict, seed: int, max_new: int) -> list[dict]:
+    """One prompt: target-only, speculative at each gamma, HF baselines; one run record per call."""
+    dev, T, top_p, eos = target.device, cfg["temperature"], cfg["top_p"], cfg["eos"]
+
+    def gen():
+        return torch.Generator(device=dev).manual_seed(seed)
+
+    base, sec = timed(lambda: target_generate(target, ids, max_new, eos, T, top_p, gen()), dev)
+    runs = [{"method": "target", "gamma": 0, "seconds": sec, "tokens": base.tokens}]
+    for g in gammas:
+        spec, sec = timed(lambda: speculative_generate(target, draft, ids, g, max_new, eos, T, top_p, gen()), dev)
+        runs.append({"method": "spec", "gamma": g, "seconds": sec, "tokens": spec.tokens, "records": spec.records,
+                     "lossless": spec.tokens == base.tokens if T == 0 else None})
+    if cfg["hf_baseline"]:
+        torch.manual_seed(seed)
+        out, sec = timed(lambda: hf_generate(target, None, ids, None, max_new, eos, T, top_p), dev)
+        runs.append({"method": "hf_target", "gamma": 0, "seconds": sec, "tokens": out})
+        for g in gammas:
+            torch.manual_seed(seed)
+            out, sec = timed(lambda: hf_generate(target, draft, ids, g, max_new, eos, T, top_p), dev)
+            runs.append({"method": "hf_assisted", "gamma": g, "seconds": sec, "tokens": out,
+                         "lossless": out == base.tokens if T == 0 else None})
+    return runs
+
+
+def _measure_set(target, draft, name, context, prompts, gammas, cfg, log) -> list[dict]:
+    """All repeats of one prompt set; repeats are the outer loop so load drift hits every method alike."""
+    for _ in range(cfg["warmup"]):
+        _measure_prompt(target, draft, prompts[0], gammas, cfg, cfg["seed"], min(8, cfg["max_new_tokens"]))
+    runs = []
+    for r in range(cfg["repeats"]):
+        for i, ids in enumerate(prompts):
+            for run in _measure_prompt(target, draft, ids, gammas, cfg, cfg["seed"] + 1000 * r + i,
+                                       cfg["max_new_tokens"]):
+                runs.append({**run, "category": name, "context": context, "repeat": r, "prompt": i})
+        if log:
+            log(f"profile: {name} context={context} repeat {r + 1}/{cfg['repeats']} done")
+    return runs
+
+
+# aggregation (pure: run records -> settings) -------------------------------------------------------------------
+def _tokens_per_s(runs, method, gamma, repeat) -> float | None:
+    sel = [r for r in runs if r["method"] == method and r["gamma"] == gamma and r["repeat"] == repeat]
+    secs = sum(r["seconds"] for r in sel)
+    return sum(len(r["tokens"]) for r in sel) / secs if sel and secs > 0 else None
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: dict | None, temperature: float,
+              seed: int = 0) -> dict:
+    """One setting's numbers from its run records (see the module docstring for the fields)."""
+    repeats = sorted({r["repeat"] for r in runs})
+    tps = {m: [_tokens_per_s(runs, m, g, k) for k in repeats]
+           for m, g in (("target", 0), ("spec", gamma), ("hf_assisted", gamma), ("hf_target", 0))}
+    speed = [_ratio(s, t) for s, t in zip(tps["spec"], tps["target"])]
+    ours_hf = [_ratio(s, h) for s, h in zip(tps["spec"], tps["hf_assisted"])]
+    spec_runs = [r for r in runs if r["method"] == "spec" and r["gamma"] == gamma]
+    records = [rec for r in spec_runs for rec in r["records"]]
+    s = acc.summarize(records, gamma)
+    out = {"category": category, "context": context, "gamma": gamma,
+           "mode": "greedy" if temperature == 0 else "sampling", "temperature": temperature,
+           "n_prompts": len({r["prompt"] for r in spec_runs}),
+           "new_tokens": sum(len(r["tokens"]) for r in spec_runs) // max(len(repeats), 1),
+           "rounds": s["rounds"], "alpha": s["alpha"], "alpha_token": s["alpha_token"], "tau": s["tau"],
+           "expected_tau": acc.expected_accepted(s["alpha_token"], gamma) if s["alpha_token"] is not None else None,
+           "acceptance_by_position": s["acceptance_by_position"],
+           "conditional_acceptance_by_position": s["conditional_acceptance_by_position"]}
+    c = costs["c"] if costs else None
+    v = next((x["verify_cost"] for x in costs["verify"] if x["gamma"] == gamma), None) if costs else None
+    a = s["alpha_token"]
+    ok = a is not None and c is not None
+    out.update(c=c, verify_cost=v,
+               predicted_speedup=acc.expected_speedup(a, gamma, c) if ok else None,
+               predicted_speedup_verify=acc.expected_speedup(a, gamma, c, v) if ok and v else None)
+    for key, vals in (("speedup", speed), ("target_tokens_per_s", tps["target"]),
+                      ("spec_tokens_per_s", tps["spec"]), ("hf_assisted_tokens_per_s", tps["hf_assisted"]),
+                      ("hf_target_tokens_per_s", tps["hf_target"]), ("ours_over_hf", ours_hf)):
+        m = acc.median_ci([x for x in vals if x is not None], seed=seed)
+        out[key], out[f"{key}_ci"] = m["median"], m["ci"]
+    out["measured_over_predicted"] = _ratio(out["speedup"], out["predicted_speedup"])
+    # what a loop with zero per-round overhead would reach with the measured tau (no i.i.d. assumption) and costs
+    out["ideal_speedup"] = s["tau"] / (gamma * c + (v or 1.0)) if s["tau"] is not None and c is not None else None
+    out["loop_efficiency"] = _ratio(out["speedup"], out["ideal_speedup"])
+    for key, method in (("lossless", "spec"), ("hf_lossless", "hf_assisted")):
+        flags = [r["lossless"] for r in runs if r["method"] == method and r["gamma"] == gamma
+                 and r.get("lossless") is not None]
+        out[key] = sum(flags) / len(flags) if flags else None
+    return out
+
+
+def _geomean(xs):
+    xs = [x for x in xs if x]
+    return statistics.geometric_mean(xs) if xs else 0.0
+
+
+def pick_best(settings: list[dict], categories: list[str]) -> int:
+    """Gamma with the highest geometric-mean measured speedup over `categories` (ties: smaller gamma)."""
+    by_gamma: dict[int, list[float]] = {}
+    for s in settings:
+        if s["category"] in categories:
+            by_gamma.setdefault(s["gamma"], []).append(s["speedup"])
+    return max(sorted(by_gamma), key=lambda g: (_geomean(by_gamma[g]), -g))
+
+
+# provenance ---------------------------------------------------------------------------------------------------
+def _state_sha256(model) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_info(model, path: str | Path | None = None, name: str | None = None) -> dict:
+    """The results.json "model" block: weights hash from the safetensors files (from the tensors when in memory)."""
+    from soaes_bench.io import sha256_files
+    from soaes_bench.paths import TOKENIZER_DIR
+
+    p = Path(path) if path is not None else None
+    shards = sorted(p.glob("*.safetensors")) if p is not None else []
+    tok_dir = p if p is not None and (p / "tokenizer.json").is_file() else TOKENIZER_DIR
+    tok_files = [f for f in (tok_dir / "tokenizer.json", tok_dir / "tokenizer_config.json") if f.is_file()]
+    cfg = model.config
+    return {"name": name or (p.name if p is not None else None), "path": str(p) if p is not None else None,
+            "weights_sha256": sha256_files(shards) if shards else _state_sha256(model),
+            "tokenizer_sha256": sha256_files(tok_files) if tok_files and (p is not None) else None,
+            "n_params": sum(x.numel() for x in {id(x): x for x in model.parameters()}.values()),
+            "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def env_info(device) -> dict:
+    import transformers
+
+    from soaes_bench import __version__
+
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    return {"soaes_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version(), "device": dev.type, "device_name": name,
+            "threads": torch.get_num_threads()}
+
+
+# the API ------------------------------------------------------------------------------------------------------
+def _check_args(gammas, contexts, max_new_tokens, temperature, top_p, repeats, num_prompts) -> None:
+    if not gammas or min(gammas) < 1:
+        raise UserError(f"--gamma: need one or more values >= 1, got {list(gammas)}")
+    if contexts and min(contexts) < 1:
+        raise UserError(f"--contexts: values must be >= 1, got {list(contexts)}")
+    for flag, v in (("--max-new-tokens", max_new_tokens), ("--repeats", repeats), ("--num-prompts", num_prompts)):
+        if v < 1:
+            raise UserError(f"{flag}: must be >= 1, got {v}")
+    if temperature < 0:
+        raise UserError(f"--temperature: must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"top_p: must be in (0, 1], got {top_p}")
+
+
+def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[str] | None = None,
+            long_text: str | None = None, gammas=(1, 2, 3, 4, 6, 8), contexts=(128, 512, 1024),
+            max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, repeats: int = 3,
+            num_prompts: int = 8, warmup: int = 1, seed: int = 1234, hf_baseline: bool = False,
+            chat_template: str = "auto", draft_tokenizer=None, target_path=None, draft_path=None,
+            keep_outputs: bool = False, cost_steps: int = 20, log=None) -> dict:
+    """Profile a target/draft pair; returns the profile.json object (plus "outputs" rows when keep_outputs)."""
+    from soaes_bench.speculative.decode import check_compatible
+    from soaes_bench.speculative.prompts import load_prompts
+
+    gammas, contexts = sorted(set(gammas)), sorted(set(contexts or []))
+    _check_args(gammas, contexts, max_new_tokens, temperature, top_p, repeats, num_prompts)
+    check_compatible(target, draft, tokenizer, draft_tokenizer)
+    if prompts is None:
+        prompts = load_prompts("all", num_prompts)
+    elif isinstance(prompts, (list, tuple)):
+        prompts = {"custom": list(prompts)}
+    if not any(prompts.values()):
+        raise UserError("prompts: no prompts to profile")
+    chat = bool(getattr(tokenizer, "chat_template", None)) if chat_template == "auto" else chat_template == "on"
+    max_pos = min(target.config.max_position_embeddings, draft.config.max_position_embeddings)
+    torch.manual_seed(seed)
+    cfg = {"temperature": temperature, "top_p": top_p, "eos": eos_ids(target, tokenizer), "hf_baseline": hf_baseline,
+           "warmup": warmup, "repeats": repeats, "seed": seed, "max_new_tokens": max_new_tokens}
+    sets = {cat: [encode(tokenizer, t, chat) for t in texts[:num_prompts]] for cat, texts in prompts.items() if texts}
+    for cat, plist in sets.items():
+        if max(map(len, plist)) + max_new_tokens > max_pos:
+            raise UserError(f"prompts ({cat}): longest prompt {max(map(len, plist))} tokens + --max-new-tokens "
+                            f"{max_new_tokens} exceeds max_position_embeddings {max_pos}")
+    pool = [i for plist in sets.values() for ids in plist for i in ids]
+    costs: dict[int, dict] = {}
+
+    def cost(length: int) -> dict:
+        if length not in costs:
+            ctx = (pool * (length // len(pool) + 1))[:length]
+            costs[length] = measure_costs(target, draft, ctx, gammas, cost_steps)
+        return costs[length]
+
+    runs, outputs, settings = [], [], []
+
+    def measure(name, context, plist, gs):
+        new = _measure_set(target, draft, name, context, plist, gs, cfg, log)
+        for r in new:
+            r["prompt"] = f"{name}/{context}/{r['prompt']}"
+        if keep_outputs:
+            ids_of = {f"{name}/{context}/{i}": ids for i, ids in enumerate(plist)}
+            base = {r["prompt"]: r["tokens"] for r in new if r["repeat"] == 0 and r["method"] == "target"}
+            outputs.extend({"category": name, "context": context, "gamma": r["gamma"], "temperature": temperature,
+                            "prompt_ids": ids_of[r["prompt"]], "target_ids": base[r["prompt"]],
+                            "spec_ids": r["tokens"]} for r in new if r["repeat"] == 0 and r["method"] == "spec")
+        runs.extend(new)
+        return new
+
+    short = list(sets)
+    for cat, plist in sets.items():
+        ctx = int(statistics.median(map(len, plist)))
+        new = measure(cat, ctx, plist, gammas)
+        settings += [aggregate(new, cat, ctx, g, cost(ctx), temperature, seed) for g in gammas]
+    if len(short) > 1:
+        ctx = int(statistics.median(len(ids) for plist in sets.values() for ids in plist))
+        settings += [aggregate(runs, "all", ctx, g, cost(ctx), temperature, seed) for g in gammas]
+    best = pick_best(settings, short)
+    long_source = None
+    if contexts:
+        text = long_text or load_long_text()
+        long_source = "given" if long_text else ("domain_text" if text else "prompts")
+        text = text or "\n".join(t for texts in prompts.values() for t in texts)
+        for L in contexts:
+            if L + max_new_tokens > max_pos:
+                raise UserError(f"--contexts: {L} + --max-new-tokens {max_new_tokens} exceeds "
+                                f"max_position_embeddings {max_pos}")
+            new = measure("long", L, long_contexts(tokenizer, text, L, num_prompts), [best])
+            settings.append(aggregate(new, "long", L, best, cost(L), temperature, seed))
+    head = "all" if len(short) > 1 else short[0]
+    best_by_cat = {}
+    for cat in [*short, *(["all"] if len(short) > 1 else [])]:
+        rows = [s for s in settings if s["category"] == cat]
+        b = max(rows, key=lambda s: (s["speedup"] or 0.0, -s["gamma"]))
+        best_by_cat[cat] = {"gamma": b["gamma"], "speedup": b["speedup"], "predicted_speedup": b["predicted_speedup"]}
+    top = next(s for s in settings if s["category"] == head and s["gamma"] == best)
+    report = {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "seed": seed,
+        "model": model_info(target, target_path, None if target_path else "target"),
+        "draft": model_info(draft, draft_path, None if draft_path else "draft"),
+        "env": env_info(target.device),
+        "config": {"gammas": gammas, "contexts": contexts, "max_new_tokens": max_new_tokens,
+                   "temperature": temperature, "top_p": top_p, "repeats": repeats, "warmup": warmup,
+                   "num_prompts": num_prompts, "prompts": {c: len(p) for c, p in sets.items()},
+                   "chat_template": chat, "hf_baseline": hf_baseline, "long_source": long_source},
+        "costs": [costs[k] for k in sorted(costs)],
+        "settings": settings,
+        "best": best_by_cat,
+        "summary": {"category": head, "best_gamma": best,
+                    **{k: top[k] for k in ("speedup", "speedup_ci", "predicted_speedup", "predicted_speedup_verify",
+                                           "measured_over_predicted", "ideal_speedup", "loop_efficiency",
+                                           "alpha", "alpha_token", "tau", "c", "ours_over_hf",
+                                           "ours_over_hf_ci", "lossless")}},
+    }
+    if keep_outputs:
+        report["outputs"] = outputs
+    return report
+
+
+# files and CLI ------------------------------------------------------------------------------------------------
+def write_outputs(report: dict, out_dir: str | Path, outputs: list[dict] | None = None, figures: bool = True
+                  ) -> list[Path]:
+    """profile.json, profile.md, figures (PNG+SVG) and, when given, outputs.jsonl; every file written atomically."""
+    from soaes_bench.io import atomic_write_text, write_json, write_jsonl
+    from soaes_bench.speculative.tables import to_markdown
+
+    out = Path(out_dir)
+    paths = [write_json(out / "profile.json", report), atomic_write_text(out / "profile.md", to_markdown(report))]
+    if outputs is not None:
+        paths.append(write_jsonl(out / "outputs.jsonl", outputs))
+    if figures:
+        from soaes_bench.speculative.figures import write_figures
+
+        paths += write_figures(report, out / "figures")
+    return paths
+
+
+def _default_dirs(target: str | None, draft: str | None) -> tuple[Path, Path]:
+    from soaes_bench.paths import embedded_model
+
+    if target is None:
+        t = embedded_model("target")
+        if not (t / "config.json").is_file():
+            try:
+                t = embedded_model("default")
+            except FileNotFoundError:
+                raise UserError("--target: no embedded target model; pass --target DIR and --draft DIR") from None
+        target = t
+    if draft is None:
+        draft = embedded_model("draft")
+        if not (draft / "config.json").is_file():
+            raise UserError(f"--draft: no embedded draft model ({draft}); pass --target DIR and --draft DIR")
+    return Path(target), Path(draft)
+
+
+def cli_profile(args) -> int:
+    import sys
+
+    from soaes_bench.speculative.models import load_pair
+    from soaes_bench.speculative.prompts import load_prompts
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available")
+    if getattr(args, "threads", None):
+        if args.threads < 1:
+            raise UserError(f"--threads: must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    target_dir, draft_dir = _default_dirs(args.target, args.draft)
+    prompts = load_prompts(args.prompts, args.num_prompts)
+    target, draft, ttok, dtok = load_pair(target_dir, draft_dir, args.device)
+    report = profile(target, draft, ttok, prompts=prompts, gammas=args.gamma, contexts=args.contexts,
+                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, repeats=args.repeats,
+                     num_prompts=args.num_prompts, seed=args.seed, hf_baseline=args.hf_baseline,
+                     draft_tokenizer=dtok, target_path=target_dir, draft_path=draft_dir,
+                     keep_outputs=args.save_outputs, log=lambda m: print(m, file=sys.stderr))
+    outputs = report.pop("outputs", None)
+    write_outputs(report, args.output, outputs)
+    s = report["summary"]
+
+    def f(x, spec=".3f"):
+        return "n/a" if x is None else format(x, spec)
+
+    print(f"best gamma {s['best_gamma']} ({s['category']}): speedup {f(s['speedup'], '.2f')}x "
+          f"(predicted {f(s['predicted_speedup'], '.2f')}x, measured/predicted {f(s['measured_over_predicted'], '.2f')}), "
+          f"alpha {f(s['alpha'])}, tau {f(s['tau'], '.2f')}, c {f(s['c'])}, lossless {f(s['lossless'])}"
+          + (f", ours/HF assisted {f(s['ours_over_hf'], '.2f')}" if s["ours_over_hf"] is not None else ""))
+    print(f"wrote {Path(args.output) / 'profile.json'}")
+    return 0

@@ -1,0 +1,68 @@
+"""profile.md: the profile.json numbers as Markdown tables (costs, settings, acceptance by position)."""
+
+from __future__ import annotations
+
+
+def _f(x, spec: str = ".3f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def _ci(value, ci, spec: str = ".2f") -> str:
+    if value is None:
+        return "–"
+    return f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else f"{value:{spec}}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def to_markdown(report: dict) -> str:
+    m, d, env, cfg, s = report["model"], report["draft"], report["env"], report["config"], report["summary"]
+    mode = "greedy" if cfg["temperature"] == 0 else f"sampling T={cfg['temperature']}, top-p {cfg['top_p']}"
+    lines = [
+        "# Speculative-decoding profile", "",
+        f"- target: {m['name']} ({m['layers']}×{m['hidden']}, {m['n_params']:,} params, weights {str(m['weights_sha256'])[:12]})",
+        f"- draft: {d['name']} ({d['layers']}×{d['hidden']}, {d['n_params']:,} params, weights {str(d['weights_sha256'])[:12]})",
+        f"- {env['device']} ({env['device_name']}), {env['threads']} threads, torch {env['torch']}, "
+        f"transformers {env['transformers']}; {report['date']}, seed {report['seed']}",
+        f"- {mode}; {cfg['max_new_tokens']} new tokens; {cfg['repeats']} repeats after {cfg['warmup']} warm-up; "
+        f"prompts {cfg['prompts']}; chat template {'on' if cfg['chat_template'] else 'off'}; "
+        f"long contexts from {cfg['long_source'] or '–'}",
+        "",
+        f"**Best γ = {s['best_gamma']}** ({s['category']}): measured speedup {_ci(s['speedup'], s['speedup_ci'])}×, "
+        f"predicted {_f(s['predicted_speedup'], '.2f')}× (with verify cost {_f(s['predicted_speedup_verify'], '.2f')}×), "
+        f"measured/predicted {_f(s['measured_over_predicted'], '.2f')}, loop efficiency "
+        f"{_f(s['loop_efficiency'], '.2f')}; α {_f(s['alpha_token'])} (accepted/proposed {_f(s['alpha'])}), τ {_f(s['tau'], '.2f')}, "
+        f"c {_f(s['c'])}; lossless {_f(s['lossless'])}; ours/HF assisted {_ci(s['ours_over_hf'], s['ours_over_hf_ci'])}",
+        "", "Speedup and tokens/s: median over repeats [bootstrap 95% CI]; α per token = accepted / (accepted + "
+        "rejections); predicted = (1−α^(γ+1))/((1−α)(γc+1)) (Leviathan et al. 2023, i.i.d. acceptance); pred. w/ verify uses the measured (γ+1)-token verification cost "
+        "instead of 1; loop eff. = measured / (τ / (γc + verify cost)), the share of a zero-overhead loop's speedup.", "",
+        "## Forward costs", "",
+    ]
+    gammas = cfg["gammas"]
+    rows = [[str(c["context"]), _f(c["target_ms"], ".2f"), _f(c["draft_ms"], ".2f"), _f(c["c"]),
+             *(_f(v["verify_cost"], ".2f") for v in c["verify"])] for c in report["costs"]]
+    lines += _table(["context", "target ms", "draft ms", "c", *(f"verify γ={g}" for g in gammas)], rows)
+    lines += ["", "## Settings", ""]
+    rows = [[r["category"], str(r["context"]), str(r["gamma"]), _f(r["alpha"]), _f(r["alpha_token"]),
+             f"{_f(r['tau'], '.2f')} ({_f(r['expected_tau'], '.2f')})", _f(r["c"]), _f(r["predicted_speedup"], ".2f"),
+             _f(r["predicted_speedup_verify"], ".2f"), _ci(r["speedup"], r["speedup_ci"]),
+             _f(r["measured_over_predicted"], ".2f"), _f(r["loop_efficiency"], ".2f"), _f(r["target_tokens_per_s"], ".1f"),
+             _f(r["spec_tokens_per_s"], ".1f"), _f(r["hf_assisted_tokens_per_s"], ".1f"),
+             _f(r["hf_target_tokens_per_s"], ".1f"), _ci(r["ours_over_hf"], r["ours_over_hf_ci"]),
+             _f(r["lossless"], ".2f")] for r in report["settings"]]
+    lines += _table(["category", "context", "γ", "accepted/proposed", "α (per token)", "τ (expected)", "c", "predicted", "pred. w/ verify",
+                     "measured [CI]", "meas/pred", "loop eff.", "target tok/s", "spec tok/s", "HF assisted tok/s",
+                     "HF target tok/s", "ours/HF assisted", "lossless"], rows)
+    lines += ["", "## Acceptance by draft position", "",
+              "P(position i accepted | proposed); in brackets P(i accepted | 1..i−1 accepted).", ""]
+    top = max(gammas)
+    rows = []
+    for r in report["settings"]:
+        if r["gamma"] == top or r["category"] == "long":
+            cells = [f"{_f(a, '.2f')} ({_f(b, '.2f')})" for a, b in
+                     zip(r["acceptance_by_position"], r["conditional_acceptance_by_position"])]
+            rows.append([r["category"], str(r["context"]), str(r["gamma"]), *cells, *[""] * (top - len(cells))])
+    lines += _table(["category", "context", "γ", *(f"pos {i}" for i in range(1, top + 1))], rows)
+    return "\n".join(lines) + "\n"
