@@ -36,12 +36,12 @@ bench: install
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_speculative.py --threads 1 --undistilled-draft soaes_bench/assets/models/draft_undistilled
 
-# Everything committed under reports/ from the shipped models (about 10 minutes on 2 cores).
+# Reports of the shipped models: the CI baseline, the speculative-decoding profile and figures (~10 min on 2 cores).
+# reports/untrained (random init) and reports/reference (the pipeline run, `make reference`) are inputs here.
 reports: install
-	$(BIN)/soaes-bench run --model soaes_bench/assets/models/base --output reports/base
 	$(BIN)/soaes-bench run --output reports/baseline
 	$(BIN)/soaes-bench profile --threads 1 --hf-baseline --save-outputs --output reports/profile
-	$(BIN)/soaes-bench plot reports/base/results.json reports/baseline/results.json --kind models --output reports/figures
+	$(BIN)/soaes-bench plot reports/untrained reports/reference/base/eval reports/baseline --kind models --output reports/figures
 	$(BIN)/soaes-bench plot reports/profile/profile.json --kind profile --output reports/figures
 
 # The reference pipeline (CPT -> progressive SFT -> distillation, ~35 minutes on 2 cores) and its reports. The SFT
@@ -54,9 +54,10 @@ reference: install
 	mkdir -p reports/reference
 	cd runs/reference && find . -maxdepth 2 \( -name 'gate.*' -o -name 'forgetting.*' -o -name 'ablation.*' \
 		-o -name 'results.json' -o -name 'summary.json' -o -name 'timings.json' \) -exec cp --parents {} ../../reports/reference/ \;
-	$(BIN)/soaes-bench plot runs/reference/base/eval runs/reference/cpt/eval runs/reference/sft/eval --kind phases --output reports/figures
-	$(BIN)/soaes-bench plot runs/reference/sft/single_stage/eval runs/reference/sft/eval --kind sft-ablation --output reports/figures
-	$(BIN)/soaes-bench report runs/reference --output reports/reference/report.md
+	for d in base/eval cpt/eval sft/eval sft/single_stage/eval; do mkdir -p reports/reference/$$d && cp -r runs/reference/$$d/. reports/reference/$$d/; done
+	$(BIN)/soaes-bench plot reports/reference/base/eval reports/reference/cpt/eval reports/reference/sft/eval --kind phases --output reports/figures
+	$(BIN)/soaes-bench plot reports/reference/sft/single_stage/eval reports/reference/sft/eval --kind sft-ablation --output reports/figures
+	$(BIN)/soaes-bench report reports/reference
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache reports/latest

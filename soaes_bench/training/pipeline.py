@@ -148,7 +148,9 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
         if clash:
             raise UserError(f"{out / clash[0]}: exists; pass --resume to continue it, or choose another --output")
     acc.wait_for_everyone()  # every process has checked the output dir before the main one writes into it
-    timings: dict[str, object] = {"processes": acc.num_processes}
+    # timings.json accumulates over --resume/--only runs, so the file always covers every phase that ran
+    previous_timings = read_json(out / "timings.json") if resume and (out / "timings.json").is_file() else {}
+    timings: dict[str, object] = {**previous_timings, "processes": acc.num_processes}
 
     def say(msg: str) -> None:
         if main:
@@ -162,8 +164,10 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
     refs: dict[str, dict] = {}
     if r.evaluation is not None and any(c.reference == "base" for p in phases for c in getattr(r, p).gates):
         t0 = time.perf_counter()
+        cached = (out / "base" / "eval" / "results.json").is_file()
         refs["base"] = on_main(acc, lambda: _evaluate(Path(r.init), r.evaluation, out / "base" / "eval", evaluate_fn))
-        note_time("base_eval_s", round(time.perf_counter() - t0, 2))
+        if not cached:
+            note_time("base_eval_s", round(time.perf_counter() - t0, 2))
     current, previous = Path(r.init), refs.get("base")
     for phase in phases:
         cfg, pdir = getattr(r, phase), out / phase
