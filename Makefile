@@ -42,7 +42,6 @@ reports: install
 	$(BIN)/soaes-bench run --output reports/baseline
 	$(BIN)/soaes-bench profile --threads 1 --hf-baseline --save-outputs --output reports/profile
 	$(BIN)/soaes-bench plot reports/untrained reports/reference/base/eval reports/baseline --kind models --output reports/figures
-	$(BIN)/soaes-bench plot reports/profile/profile.json --kind profile --output reports/figures
 
 # The reference pipeline (CPT -> progressive SFT -> distillation, ~35 minutes on 2 cores) and its reports. The SFT
 # gate fails on general MC retention at this budget (exit 3, see reports/reference/sft/gate.md); distillation is
@@ -53,7 +52,7 @@ reference: install
 	$(BIN)/python -m soaes_bench.training.ablations runs/reference
 	mkdir -p reports/reference
 	cd runs/reference && find . -maxdepth 2 \( -name 'gate.*' -o -name 'forgetting.*' -o -name 'ablation.*' \
-		-o -name 'results.json' -o -name 'summary.json' -o -name 'timings.json' \) -exec cp --parents {} ../../reports/reference/ \;
+		-o -name 'phase_metrics.json' -o -name 'summary.json' -o -name 'timings.json' \) -exec cp --parents {} ../../reports/reference/ \;
 	for d in base/eval cpt/eval sft/eval sft/single_stage/eval; do mkdir -p reports/reference/$$d && cp -r runs/reference/$$d/. reports/reference/$$d/; done
 	$(BIN)/soaes-bench plot reports/reference/base/eval reports/reference/cpt/eval reports/reference/sft/eval --kind phases --output reports/figures
 	$(BIN)/soaes-bench plot reports/reference/sft/single_stage/eval reports/reference/sft/eval --kind sft-ablation --output reports/figures

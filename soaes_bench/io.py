@@ -69,16 +69,21 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.__class__.__name__})") from None
     with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+        yield from parse_jsonl(f, path)
+
+
+def parse_jsonl(lines: Iterable[str], source) -> Iterator[tuple[int, dict]]:
+    """(line_number, object) for each non-blank line of `lines`; errors name `source` and the line."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{source}:{lineno}: invalid JSON: {e.msg}") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{source}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -58,7 +58,7 @@ def test_greedy_is_lossless(models, draft_name):
     target, draft = models["target"], models[draft_name]
     stopped_on_eos = hit_limit = 0
     records = []
-    for prompt in _prompts(20, seed=hash(draft_name) % 100):
+    for prompt in _prompts(30, seed=["random", "self", "truncated"].index(draft_name)):  # stable across runs
         base = target_generate(target, prompt, 24, eos_token_id=EOS)
         stopped_on_eos += base.tokens[-1] in EOS
         hit_limit += len(base.tokens) == 24 and base.tokens[-1] not in EOS

@@ -9,26 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from soaes_bench.training.dist import broadcast_json, make_accelerator
-from soaes_bench.training.fixtures import tiny_corpus, tiny_sft, tiny_tokenizer
-from soaes_bench.training.model import new_model, save_model
+from soaes_bench.training.fixtures import micro_pipeline
 from soaes_bench.training.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "training" / "accelerate").glob("*.yaml"))
 REQUIRED = {"compute_environment", "distributed_type", "num_machines", "num_processes", "machine_rank",
             "mixed_precision"}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ---------------------------------------------------------------- configs
@@ -109,18 +99,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("multi")
-    tok = tiny_tokenizer(root / "tok")
-    tiny_corpus(root / "general.jsonl", 60, seed=1, prefix="g")
-    tiny_corpus(root / "domain.jsonl", 60, seed=2, prefix="d")
-    tiny_sft(root / "sft1.jsonl", 24, seed=3, prefix="s1")
-    tiny_sft(root / "sft2.jsonl", 24, seed=4, prefix="s2")
-    save_model(new_model("micro", tok, seed=0, max_position=128), tok, root / "init")
-    r = yaml.safe_load((REPO / "training/recipes/micro_pipeline.yaml").read_text())
-    r.update(init=str(root / "init"), tokenizer=str(root / "tok"))
-    r["cpt"].update(domain=str(root / "domain.jsonl"), general=str(root / "general.jsonl"))
-    r["sft"]["stages"][0]["data"] = str(root / "sft1.jsonl")
-    r["sft"]["stages"][1]["data"] = str(root / "sft2.jsonl")
-    r["distill"]["data"] = [str(root / "domain.jsonl")]
+    r = micro_pipeline(root)
     path = root / "r.yaml"
     path.write_text(yaml.safe_dump(r, allow_unicode=True))
     return path
@@ -129,7 +108,7 @@ def recipe(tmp_path_factory):
 def _metrics(out: Path) -> dict:
     vals = {}
     for phase in ("cpt", "distill"):
-        for task, info in json.loads((out / phase / "results.json").read_text())["tasks"].items():
+        for task, info in json.loads((out / phase / "phase_metrics.json").read_text())["tasks"].items():
             vals.update({f"{phase}/{task}/{k}": m["value"] for k, m in info["metrics"].items()})
     sft = json.loads((out / "sft" / "summary.json").read_text())
     vals.update({f"sft/stage{i}/loss": s["last_train_loss"] for i, s in enumerate(sft["stages"], 1)})

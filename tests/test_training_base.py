@@ -5,7 +5,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 
 from soaes_bench.cli import main
 from soaes_bench.config import load_dataclass
@@ -15,14 +14,6 @@ from soaes_bench.training.model import load_model, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 torch threads on a busy 2-core machine thrash (4x slower); tiny models need only one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_micro_base_trains_saves_and_resumes(tmp_path):

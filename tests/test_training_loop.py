@@ -19,14 +19,6 @@ from soaes_bench.training.model import new_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 torch threads on a busy 2-core machine thrash (4x slower); tiny models need only one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

@@ -11,14 +11,6 @@ from soaes_bench.training.model import (SIZES, build_config, check_same_vocab, l
                                         new_model, save_model)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 torch threads on a busy 2-core machine thrash (4x slower); tiny models need only one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):

@@ -1,7 +1,6 @@
 """The micro pipeline end to end on tiny data: phases, gates, exit codes, --resume, --only; plus distill pieces."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,38 +8,18 @@ import yaml
 
 from soaes_bench.errors import UserError
 from soaes_bench.training import distill as DS
-from soaes_bench.training.fixtures import tiny_corpus, tiny_sft, tiny_tokenizer
-from soaes_bench.training.model import new_model, save_model
+from soaes_bench.training.fixtures import micro_pipeline, tiny_tokenizer
+from soaes_bench.training.model import load_tokenizer, new_model, save_model
 from soaes_bench.training.pipeline import EXIT_GATE_FAILED, run_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 torch threads on a busy 2-core machine thrash (4x slower); tiny models need only one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipe")
-    tok = tiny_tokenizer(root / "tok")
-    tiny_corpus(root / "general.jsonl", 60, seed=1, prefix="g")
-    tiny_corpus(root / "domain.jsonl", 60, seed=2, prefix="d")
-    tiny_sft(root / "sft1.jsonl", 24, seed=3, prefix="s1")
-    tiny_sft(root / "sft2.jsonl", 24, seed=4, prefix="s2")
-    save_model(new_model("micro", tok, seed=0, max_position=128), tok, root / "init")
-    r = yaml.safe_load((REPO / "training/recipes/micro_pipeline.yaml").read_text())
-    r.update(init=str(root / "init"), tokenizer=str(root / "tok"))
-    r["cpt"].update(domain=str(root / "domain.jsonl"), general=str(root / "general.jsonl"))
-    r["sft"]["stages"][0]["data"] = str(root / "sft1.jsonl")
-    r["sft"]["stages"][1]["data"] = str(root / "sft2.jsonl")
-    r["distill"]["data"] = [str(root / "domain.jsonl")]
-    return root, tok, r
+    r = micro_pipeline(root)
+    return root, load_tokenizer(root / "tok"), r
 
 
 def _write(root, name, recipe):
@@ -64,7 +43,7 @@ def test_micro_pipeline_runs_gates_and_resumes(world, tmp_path):
     assert cpt["value"] < cpt["reference_value"]  # domain validation loss fell during CPT
     summary = json.loads((out / "sft" / "summary.json").read_text())
     assert summary["single_stage"]["steps"] == 6 and [s["steps"] for s in summary["stages"]] == [3, 3]
-    res = json.loads((out / "distill" / "results.json").read_text())["tasks"][DS.HELDOUT_TASK]["metrics"]
+    res = json.loads((out / "distill" / "phase_metrics.json").read_text())["tasks"][DS.HELDOUT_TASK]["metrics"]
     assert 0.0 <= res["top1_agreement"]["value"] <= 1.0
     # resume: everything is done -> nothing retrained, same exit code
     mtime = (out / "sft" / "model" / "model.safetensors").stat().st_mtime

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from soaes_bench.errors import UserError
+from soaes_bench.io import parse_jsonl
 from soaes_bench.metrics.chinese import score
 
 KEYS = ("rouge1", "rouge2", "rougeL", "bleu4", "n", "level")
@@ -49,15 +50,7 @@ def _as_jsonl(text: str) -> list[dict] | None:
 
 def _jsonl_items(path: Path, text: str) -> list[str]:
     items = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+    for lineno, obj in parse_jsonl(text.split("\n"), path):
         if "text" not in obj:
             raise UserError(f"{path}:{lineno}: missing `text` field")
         value = obj["text"]

@@ -228,7 +228,7 @@ def _draft_results(run_dir: Path) -> tuple[dict, dict]:
     else:
         base = (read_json(d / "baseline" / "model" / "soaes_training.json") if
                 (d / "baseline" / "model" / "soaes_training.json").is_file() else {}).get("results")
-        dist = read_json(d / "results.json") if (d / "results.json").is_file() else None
+        dist = read_json(d / "phase_metrics.json") if (d / "phase_metrics.json").is_file() else None
     if not base or not dist:
         what = "undistilled baseline" if not base else "distilled draft"
         raise UserError(f"{d}: no held-out results of the {what} in summary.json "

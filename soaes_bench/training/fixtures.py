@@ -64,3 +64,27 @@ def tiny_sft(path: str | Path, n: int, seed: int, prefix: str = "sft") -> Path:
         rows.append({"id": f"{prefix}-{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
                      "source": "tiny", "kind": "generated", "cite": None})
     return write_jsonl(path, rows)
+
+
+def micro_pipeline(root: str | Path) -> dict:
+    """training/recipes/micro_pipeline.yaml pointed at a tiny tokenizer, corpora, SFT sets and init model under
+    `root` (for tests that run the whole pipeline in seconds). Returns the recipe as a dict."""
+    import yaml
+
+    from soaes_bench.paths import training_dir
+    from soaes_bench.training.model import new_model, save_model
+
+    root = Path(root)
+    tok = tiny_tokenizer(root / "tok")
+    tiny_corpus(root / "general.jsonl", 60, seed=1, prefix="g")
+    tiny_corpus(root / "domain.jsonl", 60, seed=2, prefix="d")
+    tiny_sft(root / "sft1.jsonl", 24, seed=3, prefix="s1")
+    tiny_sft(root / "sft2.jsonl", 24, seed=4, prefix="s2")
+    save_model(new_model("micro", tok, seed=0, max_position=128), tok, root / "init")
+    r = yaml.safe_load((training_dir() / "recipes" / "micro_pipeline.yaml").read_text(encoding="utf-8"))
+    r.update(init=str(root / "init"), tokenizer=str(root / "tok"))
+    r["cpt"].update(domain=str(root / "domain.jsonl"), general=str(root / "general.jsonl"))
+    r["sft"]["stages"][0]["data"] = str(root / "sft1.jsonl")
+    r["sft"]["stages"][1]["data"] = str(root / "sft2.jsonl")
+    r["distill"]["data"] = [str(root / "domain.jsonl")]
+    return r

@@ -44,6 +44,9 @@ from soaes_bench.training.sft import SFTConfig
 
 PHASES = ("cpt", "sft", "distill")
 EXIT_GATE_FAILED, EXIT_TIME_CAP = 3, 4
+# A phase's merged metrics (lm-eval results + phase-internal ones) that its gate judged. Not named results.json:
+# that name belongs to the `soaes-bench run` schema (provenance, samples), which results.load() reads.
+PHASE_METRICS = "phase_metrics.json"
 
 
 @dataclass
@@ -177,7 +180,7 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
             if not (pdir / "done.json").is_file():
                 raise UserError(f"--only {only}: phase {phase} has not finished in {out} (no {pdir / 'done.json'})")
             current = pdir / "model"
-            refs[phase] = previous = read_json(pdir / "results.json")
+            refs[phase] = previous = read_json(pdir / PHASE_METRICS)
             continue
         settings = json.loads(json.dumps(asdict(cfg)))
         done = pdir / "done.json"
@@ -196,7 +199,7 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
                 continue
             say(f"pipeline: {phase} already done, skipping")
             current = pdir / "model"
-            refs[phase] = previous = read_json(pdir / "results.json")
+            refs[phase] = previous = read_json(pdir / PHASE_METRICS)
             if not read_json(pdir / "gate.json")["passed"]:
                 return EXIT_GATE_FAILED
             continue
@@ -243,10 +246,10 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
             phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation,
                                                    pdir / "single_stage" / "eval", evaluate_fn)
     results = _merge(evaluated, internal)
-    write_json(pdir / "results.json", results)
+    write_json(pdir / PHASE_METRICS, results)
     write_json(pdir / "summary.json", summary)
     report = evaluate_gate(phase, cfg.gates, results, phase_refs,
-                           str(pdir / "eval" / "results.json") if evaluated else str(pdir / "results.json"))
+                           str(pdir / "eval" / "results.json") if evaluated else str(pdir / PHASE_METRICS))
     write_gate(report, pdir)
     write_json(pdir / "done.json", {"phase": phase, "settings": json.loads(json.dumps(asdict(cfg))),
                                     "gate_passed": report["passed"]})
