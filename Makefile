@@ -41,7 +41,9 @@ bench: install
 reports: install
 	$(BIN)/soaes-bench run --output reports/baseline
 	$(BIN)/soaes-bench profile --threads 1 --hf-baseline --save-outputs --output reports/profile
+	$(BIN)/soaes-bench profile --threads 1 --draft soaes_bench/assets/models/draft_undistilled --output reports/profile_undistilled
 	$(BIN)/soaes-bench plot reports/untrained reports/reference/base/eval reports/baseline --kind models --output reports/figures
+	$(BIN)/soaes-bench plot reports/profile_undistilled/profile.json reports/profile/profile.json --kind distillation --output reports/figures
 
 # The reference pipeline (CPT -> progressive SFT -> distillation, ~35 minutes on 2 cores) and its reports. The SFT
 # gate fails on general MC retention at this budget (exit 3, see reports/reference/sft/gate.md); distillation is
