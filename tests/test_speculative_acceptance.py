@@ -1,6 +1,5 @@
 """Speculative-decoding math against hand computations, and the rejection rule checked statistically."""
 
-import math
 
 import pytest
 import torch
@@ -93,13 +92,10 @@ def test_greedy_agreement():
         acc.greedy_agreement(t, d[:, :1])
 
 
-def test_median_and_mean_ci():
+def test_median_ci():
     m = acc.median_ci([3.0, 1.0, 2.0, 10.0, 2.5])
     assert m["median"] == 2.5 and m["ci"][0] <= 2.5 <= m["ci"][1] and 1.0 <= m["ci"][0] and m["ci"][1] <= 10.0
     assert acc.median_ci([4.0])["ci"] is None and acc.median_ci([])["median"] is None
-    t = acc.mean_ci([1.0, 2.0, 3.0])
-    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # sd of 1,2,3 is 1
-    assert t["mean"] == 2.0 and t["ci"] == pytest.approx([2 - half, 2 + half])
 
 
 # the rejection rule ------------------------------------------------------------------------------------------

@@ -191,18 +191,9 @@ def _pairs(preds: Iterable[str], refs: Iterable[str]) -> tuple[list[str], list[s
 def rouge_per_pair(preds: Iterable[str], refs: Iterable[str], level: str = "word") -> list[dict]:
     """ROUGE-1/2/L F1 (0-100) for every pair, tokenising each distinct text once."""
     preds, refs = _pairs(preds, refs)
-    fn = _tokenizer(level)
-    seen: dict[str, tuple[str, ...]] = {}
-    out = []
-    for p, r in zip(preds, refs):
-        tp = seen.get(p)
-        if tp is None:
-            tp = seen[p] = fn(p)
-        tr = seen.get(r)
-        if tr is None:
-            tr = seen[r] = fn(r)
-        out.append({k: 100.0 * v for k, v in zip(ROUGE_TYPES, _f1_from_tokens(tp, tr))})
-    return out
+    tokens = lru_cache(maxsize=None)(_tokenizer(level))  # each distinct text is tokenised once
+    return [{k: 100.0 * v for k, v in zip(ROUGE_TYPES, _f1_from_tokens(tokens(p), tokens(r)))}
+            for p, r in zip(preds, refs)]
 
 
 def rouge(preds: Iterable[str], refs: Iterable[str], level: str = "word") -> dict:
@@ -264,16 +255,10 @@ def bleu_stats(preds: Iterable[str], refs: Iterable[str]) -> list[list[int]]:
     resampling never re-tokenises. Matched n-grams are clipped by the reference count, as in sacrebleu.
     """
     preds, refs = _pairs(preds, refs)
-    seen: dict[str, tuple[int, Counter]] = {}
+    counts = lru_cache(maxsize=None)(_bleu_counts)  # each distinct text is tokenised once
     rows = []
     for p, r in zip(preds, refs):
-        hp = seen.get(p)
-        if hp is None:
-            hp = seen[p] = _bleu_counts(p)
-        hr = seen.get(r)
-        if hr is None:
-            hr = seen[r] = _bleu_counts(r)
-        (hyp_len, hyp), (ref_len, ref) = hp, hr
+        (hyp_len, hyp), (ref_len, ref) = counts(p), counts(r)
         correct = [0] * BLEU_ORDER
         for gram, c in hyp.items():
             rc = ref.get(gram)

@@ -159,21 +159,6 @@ def median_ci(values: Sequence[float], level: float = 0.95, resamples: int = 200
     return {"median": med, "ci": [lo, hi], "n": len(vals), "values": vals}
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> dict:
-    """Mean with a Student-t CI."""
-    from scipy import stats
-
-    vals = [float(v) for v in values]
-    n = len(vals)
-    if n == 0:
-        return {"mean": None, "ci": None, "n": 0}
-    m = sum(vals) / n
-    if n < 2:
-        return {"mean": m, "ci": None, "n": 1}
-    half = stats.t.ppf((1 + level) / 2, n - 1) * statistics.stdev(vals) / math.sqrt(n)
-    return {"mean": m, "ci": [m - half, m + half], "n": n}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The rejection rule (Leviathan et al. 2023, algorithm 1; Chen et al. 2023 "modified rejection sampling")
 
