@@ -4,10 +4,13 @@
     .venv/bin/python benchmarks/bench_speculative.py --target DIR --draft DIR --undistilled-draft DIR
     .venv/bin/python benchmarks/bench_speculative.py --random-pair /tmp/pair   # timing check without trained models
 
-Prints, greedy decoding, medians over repeats with bootstrap 95% CIs:
+Prints, greedy decoding, medians over repeats with bootstrap 95% CIs. Every generation runs to --max-new-tokens
+(EOS ignored, `profile --ignore-eos`): Leviathan's formula predicts steady-state decoding, while the embedded target
+answers in 7-30 tokens, so with --stop-at-eos prefill is a large share of each timed call (README, profile).
   1. measured / predicted speedup at the best gamma (goal >= 0.85): measured = speculative / target-only tokens/s
-     (same cache code), predicted = Leviathan et al. (1 - a^(g+1)) / ((1 - a)(g c + 1)) from measured c and the
-     measured per-token alpha a = accepted / (accepted + rejections) (acceptance.token_acceptance_rate);
+     (same cache code), predicted = Leviathan et al. (1 - a^(g+1)) / ((1 - a)(g c + 1)) from measured c (a draft
+     forward timed inside a round, timing.round_ms) and the measured per-token alpha
+     a = accepted / (accepted + rejections) (acceptance.token_acceptance_rate);
   2. our speculative tokens/s / HF assisted generation tokens/s at that gamma (goal >= 1.0);
   3. distilled / undistilled per-token alpha at that gamma, same prompts (goal >= 1.2; needs --undistilled-draft);
   4. greedy losslessness: share of speculative generations identical to target-only (goal 100%).
@@ -100,8 +103,13 @@ def main(argv=None) -> int:
     ap.add_argument("--prompts", default="all")
     ap.add_argument("--num-prompts", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--stop-at-eos", action="store_true",
+                    help="stop generations at EOS (end to end, as users see it) instead of always generating "
+                         "--max-new-tokens (steady-state decoding, what the predicted speedup models)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="auto = bfloat16 where the device has native bf16 math (models.resolve_dtype)")
     ap.add_argument("--output", default=None, help="also write profile.json/md and figures here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -110,13 +118,13 @@ def main(argv=None) -> int:
         target_dir, draft_dir = random_pair(Path(args.random_pair), args.deep_scale, args.init_range)
     else:
         target_dir, draft_dir = _default_dirs(args.target, args.draft)
-    target, draft, ttok, dtok = load_pair(target_dir, draft_dir)
+    target, draft, ttok, dtok = load_pair(target_dir, draft_dir, dtype=args.dtype)
     gammas = [int(g) for g in args.gamma.split(",") if g.strip()]
     contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
     texts = load_prompts(args.prompts, args.num_prompts)
     rep = profile(target, draft, ttok, prompts=texts, gammas=gammas, contexts=contexts,
                   max_new_tokens=args.max_new_tokens, repeats=args.repeats, num_prompts=args.num_prompts,
-                  hf_baseline=True, draft_tokenizer=dtok, target_path=target_dir, draft_path=draft_dir,
+                  hf_baseline=True, ignore_eos=not args.stop_at_eos, draft_tokenizer=dtok, target_path=target_dir, draft_path=draft_dir,
                   log=lambda m: print(m, file=sys.stderr))
     if args.output:
         write_outputs(rep, args.output)
@@ -125,14 +133,14 @@ def main(argv=None) -> int:
     top = next(x for x in rep["settings"] if x["category"] == s["category"] and x["gamma"] == g)
     print(f"pair: target {m['name']} {m['layers']}x{m['hidden']} ({m['n_params'] / 1e6:.1f}M) / draft {d['name']} "
           f"{d['layers']}x{d['hidden']} ({d['n_params'] / 1e6:.1f}M); {env['device']} {env['device_name']}, "
-          f"{env['threads']} threads; {args.max_new_tokens} new tokens, {args.repeats} repeats, prompts "
+          f"{env['threads']} threads, {env['dtype']}; {args.max_new_tokens} new tokens ({'stop at EOS' if args.stop_at_eos else 'EOS ignored'}), {args.repeats} repeats, prompts "
           f"{rep['config']['prompts']}")
     print(f"per gamma ({s['category']}): " + "; ".join(
         f"g={x['gamma']} alpha={x['alpha_token']:.2f} (acc/prop {x['alpha']:.2f}) tau={x['tau']:.2f} "
         f"(exp {x['expected_tau']:.2f}) speedup {x['speedup']:.2f} "
         f"pred {x['predicted_speedup']:.2f} eff {x['loop_efficiency']:.2f}"
         for x in rep["settings"] if x["category"] == s["category"]))
-    print(f"c = {s['c']:.3f}, alpha per token = {s['alpha_token']:.3f} (accepted/proposed {s['alpha']:.3f}), tau = {s['tau']:.2f}; target {top['target_tokens_per_s']:.1f} "
+    print(f"c = {s['c']:.3f} (draft timed inside the round; alone {s['c_isolated']:.3f}), alpha per token = {s['alpha_token']:.3f} (accepted/proposed {s['alpha']:.3f}), tau = {s['tau']:.2f}; target {top['target_tokens_per_s']:.1f} "
           f"tok/s, speculative {top['spec_tokens_per_s']:.1f} tok/s, HF assisted {top['hf_assisted_tokens_per_s']:.1f} "
           f"tok/s, HF target-only {top['hf_target_tokens_per_s']:.1f} tok/s")
     mp = s["measured_over_predicted"]
@@ -147,10 +155,10 @@ def main(argv=None) -> int:
     if args.undistilled_draft:
         from soaes_bench.training.model import load_model
 
-        und = load_model(args.undistilled_draft).eval()
+        und = load_model(args.undistilled_draft, str(target.dtype).removeprefix("torch.")).eval()
         chat = rep["config"]["chat_template"]
         ids = [encode(ttok, t, chat) for ts in texts.values() for t in ts]
-        eos = eos_ids(target, ttok)
+        eos = eos_ids(target, ttok) if args.stop_at_eos else []
         dist = alpha_per_prompt(target, draft, ids, g, args.max_new_tokens, eos)
         base = alpha_per_prompt(target, und, ids, g, args.max_new_tokens, eos)
         r, ci, a1, a0 = ratio_ci(dist, base)

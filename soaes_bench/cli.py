@@ -118,9 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--repeats", type=int, default=3)
     pr.add_argument("--num-prompts", type=int, default=8)
     pr.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    pr.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="weights and compute; auto = bfloat16 where the device has native bf16 math, else float32")
     pr.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's choice; use 1 on a busy machine: timings stay sane)")
     pr.add_argument("--seed", type=int, default=1234)
+    pr.add_argument("--ignore-eos", action="store_true",
+                    help="always generate --max-new-tokens (steady-state decoding speed; short answers are mostly prefill)")
     pr.add_argument("--save-outputs", action="store_true", help="also write outputs.jsonl (prompt/target/spec ids)")
     pr.add_argument("--hf-baseline", action="store_true", help="also time HF assisted generation on the same pair")
     pr.add_argument("--output", default="reports/profile")

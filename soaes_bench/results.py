@@ -44,7 +44,7 @@ COLUMNS = [
 ]
 
 # Metrics whose smaller values are better when a file does not say (lm-eval's own higher_is_better wins).
-LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity", "loss", "latency_ms", "c",
+LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity", "loss", "latency_ms", "c", "c_isolated",
                    "verify_cost"}
 ACCURACY_METRICS = {"acc", "acc_norm", "exact_match"}  # per-item 0/1: McNemar applies
 CORPUS_METRICS = {"bleu4", "bleu"}  # corpus statistics: resampled from samples' bleu_pair
@@ -55,7 +55,7 @@ RATIO_METRICS = {"bits_per_byte": "n_bytes", "byte_perplexity": "n_bytes", "word
 PROFILE_DIMS = {"gamma": "gamma", "context": "context", "context_len": "context", "context_length": "context",
                 "category": "category", "position": "position"}
 _PROFILE_KEYWORDS = ("alpha", "tau", "speedup", "accept", "tokens_per_s")
-_PROFILE_EXTRA = {"c", "verify_cost", "lossless", "hf_lossless", "measured_over_predicted", "ours_over_hf"}
+_PROFILE_EXTRA = {"c", "c_isolated", "verify_cost", "lossless", "hf_lossless", "measured_over_predicted", "ours_over_hf"}
 _POSITION_KEYS = ("by_position", "acceptance_by_position", "per_position", "position_acceptance")
 
 

@@ -97,6 +97,23 @@ def test_forgetting_markdown_lists_forgotten_questions(tmp_path):
     assert "| q10 |" not in md  # only the first 10 are listed
 
 
+def test_write_forgetting_adds_plain_text_rows(tmp_path):
+    items = [(f"q{k}", f"第{k}题", k < 6) for k in range(10)]
+    for phase, chat_right, plain_right in (("base", 6, 2), ("cpt", 3, 5)):
+        _writer_run(tmp_path / phase / "eval", phase, [(i, q, k < chat_right) for k, (i, q, _) in enumerate(items)])
+        _writer_run(tmp_path / phase / "eval_plain", phase, [(i, q, k < plain_right) for k, (i, q, _) in enumerate(items)])
+    rep = json.loads(A.write_forgetting(tmp_path, "cpt").read_text())
+    rows = {r["task"]: r for r in rep["rows"]}
+    assert set(rows) == {MC, MC + "@plain"}
+    assert (rows[MC]["forgotten"], rows[MC]["learned"]) == (3, 0)
+    assert (rows[MC + "@plain"]["forgotten"], rows[MC + "@plain"]["learned"]) == (0, 3)
+    # plain rows that forget items list them from the plain-text samples
+    _writer_run(tmp_path / "sft" / "eval", "sft", items)
+    _writer_run(tmp_path / "sft" / "eval_plain", "sft", [(i, q, False) for i, q, _ in items])
+    md = A.write_forgetting(tmp_path, "sft").with_suffix(".md").read_text()
+    assert f"### {MC}@plain: first 2 of 2 forgotten items" in md and "| q1 | 第1题 |" in md
+
+
 def test_item_questions_fall_back_to_the_shipped_task_data():
     from soaes_bench.io import iter_jsonl
     from soaes_bench.paths import tasks_dir

@@ -106,3 +106,16 @@ def test_cli_plot(tmp_path, capsys):
 @pytest.mark.parametrize("label,rank", [("base", 0), ("cpt-run", 1), ("sft_stage1", 2), ("sft", 8), ("xyz", None)])
 def test_phase_order(label, rank):
     assert plots._phase_rank(label) == rank
+
+
+def test_plain_text_results_fold_into_their_model_as_task_at_plain(tmp_path):
+    """A pipeline's <phase>/eval_plain/ is the same model scored without the chat template: one label per phase,
+    with the plain scores as <task>@plain."""
+    for phase, (chat, plain) in {"base": ([1, 0, 0, 0], [0, 0, 0, 1]), "cpt": ([1, 1, 0, 0], [1, 0, 1, 1])}.items():
+        make_results(tmp_path / phase / "eval", phase, {"soaes_general_mc": {"acc": chat}})
+        make_results(tmp_path / phase / "eval_plain", phase, {"soaes_general_mc": {"acc": plain}})
+    d = plots._with_labels(results.load([tmp_path]))
+    ev = d[(d.kind == "eval") & (d.level == "task") & (d.metric == "acc")]
+    assert ev.label.nunique() == 2
+    assert len({(r.label, r.task) for r in ev.itertuples()}) == 4
+    assert ev[ev.task == "soaes_general_mc@plain"].sort_values("order").value.tolist() == [0.25, 0.75]

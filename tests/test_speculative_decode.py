@@ -1,6 +1,7 @@
 """The speculative loop: greedy losslessness, round bookkeeping vs a cache-free reference, sampling distribution,
 and the vocabulary compatibility check."""
 
+import copy
 import random
 
 import pytest
@@ -75,6 +76,29 @@ def test_greedy_is_lossless(models, draft_name):
         assert alpha < 0.05
     else:
         assert 0.02 < alpha < 0.98
+
+
+@torch.inference_mode()
+def test_bf16_eager_verification_equals_single_steps_and_stays_lossless(models):
+    """The profiler's CPU setting (models.load_pair: bf16, eager attention): one multi-token verification forward
+    gives the logits of single-token steps bit for bit, so greedy speculative decoding stays token-exact."""
+    from transformers import DynamicCache
+
+    target = copy.deepcopy(models["target"]).to(torch.bfloat16)
+    target.set_attn_implementation("eager")
+    draft = truncated_copy(target, 1)
+    ctx, block = [5, 9, 13, 200, 7, 81], [4, 77, 150, 42]
+    caches = [DynamicCache(config=target.config) for _ in range(2)]
+    for c in caches:
+        target(input_ids=torch.tensor([ctx]), cache=c, use_cache=True)
+    together = target(input_ids=torch.tensor([block]), cache=caches[0], use_cache=True).logits[0]
+    one_by_one = torch.cat([target(input_ids=torch.tensor([[t]]), cache=caches[1], use_cache=True).logits[0]
+                            for t in block])
+    assert torch.equal(together, one_by_one)
+    for prompt in _prompts(12, seed=7):
+        base = target_generate(target, prompt, 24, eos_token_id=EOS)
+        for gamma in (1, 3, 5):
+            assert speculative_generate(target, draft, prompt, gamma, 24, eos_token_id=EOS).tokens == base.tokens
 
 
 @pytest.mark.parametrize("gamma", [1, 2, 3, 5])

@@ -52,6 +52,71 @@ def test_profile_api_numbers(pair, tok):
     assert all(len(o["prompt_ids"]) == 24 for o in rep["outputs"] if o["category"] == "long")
 
 
+def test_ignore_eos_generates_the_full_budget_everywhere(pair, tok):
+    """--ignore-eos: every generation (ours and HF's) runs to max_new_tokens, and greedy stays lossless."""
+    import copy
+
+    from soaes_bench.speculative.decode import target_generate
+
+    prompts = ["国有资产监督", "企业改革", "监督管理"]
+    # make the 6th token this model generates for the first prompt an EOS, so stopping at EOS cuts it short
+    target = copy.deepcopy(pair[0])
+    target.generation_config.eos_token_id = [target_generate(target, encode(tok, prompts[0], True), 6).tokens[5]]
+    draft = truncated_copy(target, 1)
+    kw = dict(prompts={"domain": prompts}, gammas=[2], contexts=[], max_new_tokens=20, repeats=1, num_prompts=3,
+              warmup=0, cost_steps=2, keep_outputs=True, hf_baseline=True)
+    stop = profile(target, draft, tok, **kw)
+    full = profile(target, draft, tok, ignore_eos=True, **kw)
+    assert full["config"]["ignore_eos"] and not stop["config"]["ignore_eos"]
+    assert all(len(o["target_ids"]) == 20 and o["spec_ids"] == o["target_ids"] for o in full["outputs"])
+    assert len(stop["outputs"][0]["target_ids"]) <= 6
+    s = full["settings"][0]
+    assert s["new_tokens"] == 60 and s["hf_lossless"] == 1.0
+
+
+def test_costs_time_the_draft_inside_a_round(pair, monkeypatch):
+    """c per gamma is the in-round draft time over the target step; c_isolated the draft timed alone."""
+    from soaes_bench.speculative import timing
+
+    target, draft = pair
+    costs = timing.measure_costs(target, draft, list(range(5, 25)), [1, 3], steps=3)
+    assert costs["c_isolated"] == pytest.approx(costs["draft_ms"] / costs["target_ms"])
+    assert [v["gamma"] for v in costs["verify"]] == [1, 3]
+    for v in costs["verify"]:
+        assert v["c"] == pytest.approx(v["draft_ms"] / costs["target_ms"]) and v["verify_ms"] > 0
+    # round_ms runs gamma draft forwards per round and reports one: a draft that sleeps 2 ms per call shows 2+ ms
+    import time
+
+    calls = []
+    slow = lambda **kw: (calls.append(kw["input_ids"].shape), time.sleep(0.002))  # noqa: E731
+    real = timing._filled_cache
+    no_cache = type("NoCache", (), {"crop": lambda self, n: None})()
+    monkeypatch.setattr(timing, "_filled_cache", lambda model, ids: real(model, ids) if model is target else no_cache)
+    r = timing.round_ms(target, slow, [1, 2, 3], gamma=3, steps=2, warmup=1)
+    assert len(calls) == 3 * 3 and all(shape == (1, 1) for shape in calls)
+    assert 2.0 <= r["draft_ms"] < 20.0
+
+
+def test_resolve_dtype(monkeypatch):
+    from soaes_bench.speculative import models
+
+    assert models.resolve_dtype("float32") == "float32" and models.resolve_dtype("bfloat16") == "bfloat16"
+    monkeypatch.setattr(models, "_cpu_has_bf16", lambda: True)
+    assert models.resolve_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(models, "_cpu_has_bf16", lambda: False)
+    assert models.resolve_dtype("auto", "cpu") == "float32"
+    with pytest.raises(UserError, match="--dtype"):
+        models.resolve_dtype("fp8")
+
+
+def test_load_pair_in_bfloat16(pair, tok, tmp_path):
+    from soaes_bench.speculative.models import load_pair
+
+    t_dir, d_dir = save_pair(*pair, tok, tmp_path)
+    target, draft, _, _ = load_pair(t_dir, d_dir, dtype="bfloat16")
+    assert target.dtype == torch.bfloat16 and draft.dtype == torch.bfloat16
+
+
 def test_profile_rejects_bad_settings(pair, tok):
     target, draft = pair
     with pytest.raises(UserError, match="--gamma"):
@@ -127,7 +192,7 @@ def test_aggregate_hand_values():
         _run("target", 0, 1, "a", 2.0, 10), _run("target", 0, 1, "b", 2.0, 10),
         _run("spec", 2, 1, "a", 1.0, 10, [], True), _run("spec", 2, 1, "b", 2.0, 10, [], True),
     ]
-    costs = {"c": 0.1, "verify": [{"gamma": 2, "verify_cost": 1.5}]}
+    costs = {"c_isolated": 0.05, "verify": [{"gamma": 2, "verify_cost": 1.5, "c": 0.1}]}
     s = aggregate(runs, "domain", 20, 2, costs, 0.0)
     # repeat 0: target 20 tok / 2 s = 10 tok/s, spec 20 / 1 s = 20 -> speedup 2; repeat 1: 5 and 20/3 -> 4/3
     assert s["target_tokens_per_s"] == pytest.approx(7.5) and s["spec_tokens_per_s"] == pytest.approx(40 / 3)

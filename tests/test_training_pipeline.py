@@ -107,34 +107,75 @@ def test_distill_refuses_a_teacher_with_another_vocabulary(world, tmp_path):
                        tokenizer_dir=root / "tok")
 
 
-def test_pipeline_evaluates_base_and_gates_against_it(world, tmp_path):
-    """With `evaluation` on, the starting model and each phase model go through evaluate() (faked here with a
-    real measurement: bits per token on the domain text) and gates compare against the "base" results."""
+def _fake_evaluate(root, calls):
+    """evaluate() stand-in with a real measurement: bits per token on the domain text, for every task asked
+    (chat_template "off" adds 1 so plain-text results are told apart)."""
     import math
 
     from soaes_bench.training import data as D
     from soaes_bench.training.loop import mean_block_loss
 
+    def fake_evaluate(model, tokenizer, suite=None, tasks=None, limit=None, batch_size=8, chat_template="auto"):
+        blocks, _ = D.packed_corpus(root / "domain.jsonl", tokenizer, 32, seed=9)
+        bpt = mean_block_loss(model, blocks[:8]) / math.log(2) + (chat_template == "off")
+        calls.append({"value": bpt, "tasks": tasks, "chat_template": chat_template})
+        names = tasks or ["soaes_domain_bpb"]
+        task = {"group": "soaes_domain", "n": 8, "higher_is_better": {"bits_per_byte": False},
+                "metrics": {"bits_per_byte": {"value": bpt, "stderr": None}}}
+        return {"schema": "soaes-bench/results", "schema_version": 1, "suite": suite or "custom", "limit": limit,
+                "tasks": {n: dict(task, samples=f"samples/{n}.jsonl") for n in names}, "groups": {},
+                "sample_rows": {n: [{"id": "x", "doc_id": 0, "metrics": {}}] for n in names}}
+
+    return fake_evaluate
+
+
+def test_pipeline_evaluates_base_and_gates_against_it(world, tmp_path):
+    """With `evaluation` on, the starting model and each phase model go through evaluate() and gates compare
+    against the "base" results."""
     root, tok, r = world
     calls = []
-
-    def fake_evaluate(model, tokenizer, suite, limit, batch_size):
-        blocks, _ = D.packed_corpus(root / "domain.jsonl", tokenizer, 32, seed=9)
-        bpt = mean_block_loss(model, blocks[:8]) / math.log(2)
-        calls.append(bpt)
-        task = {"group": "soaes_domain", "n": 8, "higher_is_better": {"bits_per_byte": False},
-                "metrics": {"bits_per_byte": {"value": bpt, "stderr": None}}, "samples": "samples/soaes_domain_bpb.jsonl"}
-        return {"schema": "soaes-bench/results", "schema_version": 1, "suite": suite, "limit": limit,
-                "tasks": {"soaes_domain_bpb": task}, "groups": {},
-                "sample_rows": {"soaes_domain_bpb": [{"id": "x", "doc_id": 0, "metrics": {}}]}}
-
     rec = {"name": "evalcheck", "init": r["init"], "tokenizer": r["tokenizer"],
            "evaluation": {"suite": "domain", "limit": 2}, "cpt": dict(r["cpt"])}
     rec["cpt"]["gates"] = [{"name": "bpb-gain", "task": "soaes_domain_bpb", "metric": "bits_per_byte", "op": "<",
                             "reference": "base"}]
     out = tmp_path / "run"
-    assert run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=fake_evaluate) == 0
-    assert len(calls) == 2 and calls[1] < calls[0]
+    assert run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=_fake_evaluate(root, calls)) == 0
+    values = [c["value"] for c in calls]
+    assert len(values) == 2 and values[1] < values[0]
     assert (out / "base" / "eval" / "results.json").is_file() and (out / "cpt" / "eval" / "samples").is_dir()
     check = json.loads((out / "cpt" / "gate.json").read_text())["checks"][0]
-    assert check["reference_value"] == pytest.approx(calls[0]) and check["value"] == pytest.approx(calls[1])
+    assert check["reference_value"] == pytest.approx(values[0]) and check["value"] == pytest.approx(values[1])
+
+
+def test_plain_tasks_are_scored_without_chat_template_and_gated_as_task_at_plain(world, tmp_path):
+    root, tok, r = world
+    calls = []
+    rec = {"name": "plain", "init": r["init"], "tokenizer": r["tokenizer"], "cpt": dict(r["cpt"]),
+           "evaluation": {"tasks": ["soaes_domain_bpb"], "plain_tasks": ["soaes_domain_bpb"], "limit": 2}}
+    rec["cpt"]["gates"] = [{"name": "plain-gain", "task": "soaes_domain_bpb@plain", "metric": "bits_per_byte",
+                            "op": "<", "reference": "base"}]
+    out = tmp_path / "run"
+    assert run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=_fake_evaluate(root, calls)) == 0
+    assert [c["chat_template"] for c in calls] == ["auto", "off", "auto", "off"]
+    assert all(c["tasks"] == ["soaes_domain_bpb"] for c in calls)
+    assert (out / "base" / "eval_plain" / "results.json").is_file() and (out / "cpt" / "eval_plain").is_dir()
+    check = json.loads((out / "cpt" / "gate.json").read_text())["checks"][0]
+    assert check["reference_value"] == pytest.approx(calls[1]["value"]) and check["value"] == pytest.approx(calls[3]["value"])
+    merged = json.loads((out / "cpt" / "phase_metrics.json").read_text())["tasks"]
+    assert {"soaes_domain_bpb", "soaes_domain_bpb@plain", "cpt_val"} <= set(merged)
+    # a finished run is read back, not evaluated again
+    assert run_pipeline(_write(tmp_path, "r.yaml", rec), out, resume=True, evaluate_fn=_fake_evaluate(root, calls)) == 0
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("evaluation, task, message", [
+    ({"plain_tasks": []}, "soaes_domain_bpb@plain", "evaluation.plain_tasks does not evaluate"),
+    ({"tasks": ["soaes_domain_mc"]}, "soaes_domain_bpb", "evaluation.tasks does not evaluate"),
+])
+def test_gate_on_a_task_that_is_not_evaluated_is_refused_before_training(world, tmp_path, evaluation, task, message):
+    root, tok, r = world
+    rec = {"name": "x", "init": r["init"], "tokenizer": r["tokenizer"], "cpt": dict(r["cpt"]), "evaluation": evaluation}
+    rec["cpt"]["gates"] = [{"name": "g", "task": task, "metric": "bits_per_byte", "op": "<", "reference": "base"}]
+    with pytest.raises(UserError, match=message):
+        run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run", evaluate_fn=lambda *a, **k: 1 / 0)
+    assert not (tmp_path / "run").exists()

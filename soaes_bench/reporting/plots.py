@@ -46,9 +46,22 @@ def _phase_rank(label: str) -> int | None:
     return None
 
 
+def _fold_plain(df: pd.DataFrame) -> pd.DataFrame:
+    """A pipeline's <phase>/eval_plain/ scores the same model as <phase>/eval/ without the chat template: draw them
+    as that model's `<task>@plain` (the name its gates use), not as another model."""
+    from soaes_bench.training.pipeline import PLAIN
+
+    src = df.source.astype(str)
+    plain = src.str.contains("/eval_plain/", regex=False)
+    if plain.any():
+        df.loc[plain, "task"] = df.loc[plain, "task"] + PLAIN
+        df.loc[plain, "source"] = src[plain].str.replace("/eval_plain/", "/eval/", regex=False)
+    return df
+
+
 def _with_labels(df: pd.DataFrame) -> pd.DataFrame:
     """Add `label` (one per source file: model name, phase for gates, draft for profiles) and `order`."""
-    df = df.copy()
+    df = _fold_plain(df.copy())
     sources = list(dict.fromkeys(df.source))
     frames = [df[df.source == s] for s in sources]
     names = dict(zip(sources, _labels(frames, [Path(s) for s in sources])))

@@ -49,7 +49,7 @@ def speedup_vs_gamma(report: dict, ax) -> None:
     ax.set_xticks(sorted({r["gamma"] for r in report["settings"] if r["category"] != "long"}))
     ax.set_xlabel("draft tokens per round γ")
     ax.set_ylabel("speedup over target-only (×)")
-    ax.legend(loc="best", ncols=2, fontsize=6)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=6)  # below: lines fill the axes
 
 
 def acceptance_by_position(report: dict, ax) -> None:

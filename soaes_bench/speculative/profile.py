@@ -11,23 +11,26 @@ cache code) and, with hf_baseline, Hugging Face assisted generation (`generate(a
 num_assistant_tokens = gamma, confidence early-stop off) and HF target-only generate. Every call is timed end to
 end (prefill + decode) after `warmup` untimed calls; tokens/s = new tokens / seconds summed over a setting's prompts,
 once per repeat; reported as the median over repeats with a bootstrap 95% CI. Speedup = speculative / target tokens/s
-within the same repeat. c = draft / target time of one single-token forward at the same context (KV cache filled,
-median of `cost_steps`); verify_cost = target time of a (gamma+1)-token forward / single-token forward. Predicted
+within the same repeat. Costs at the same context (KV cache filled, medians of `cost_steps`, timing.round_ms):
+c = one draft forward timed inside a round (right after the target's verification, as the loop runs it) / one
+single-token target forward; c_isolated = the same draft forward timed alone (warm caches; on CPU up to 3x lower);
+verify_cost = a (gamma+1)-token target forward / a single-token forward. Predicted
 speedup = acceptance.expected_speedup(alpha_token, gamma, c) (Leviathan et al. 2023) and, with the measured
 verify_cost, predicted_speedup_verify.
 
 profile.json (schema "soaes-bench/profile", schema_version 1):
   schema, schema_version, date (UTC ISO), seed,
   model, draft: {name, path, weights_sha256, tokenizer_sha256, n_params, layers, hidden}  (as in results.json)
-  env: {soaes_bench, torch, transformers, python, device, device_name, threads}
+  env: {soaes_bench, torch, transformers, python, device, device_name, threads, dtype}
   config: {gammas, contexts, max_new_tokens, temperature, top_p, repeats, warmup, num_prompts, prompts, chat_template,
-           hf_baseline, long_source}
-  costs: [{context, target_ms, draft_ms, c, verify: [{gamma, verify_ms, verify_cost}]}]
+           hf_baseline, long_source, ignore_eos}
+  costs: [{context, target_ms, draft_ms (alone), c_isolated, verify: [{gamma, verify_ms, verify_cost, draft_ms (in
+          the round), c}]}]
   settings: [{category, context (prompt tokens: median for short prompts, exact for "long"), gamma, mode
               ("greedy" | "sampling"), temperature, n_prompts, new_tokens (per repeat), rounds,
               alpha (accepted / proposed), alpha_token (accepted / judged: the paper's per-token alpha, see
               acceptance.token_acceptance_rate; the predictions use it), tau, expected_tau (from alpha_token),
-              acceptance_by_position, conditional_acceptance_by_position, c, verify_cost,
+              acceptance_by_position, conditional_acceptance_by_position, c, c_isolated, verify_cost,
               predicted_speedup, predicted_speedup_verify, speedup, speedup_ci, measured_over_predicted,
               ideal_speedup (tau / (gamma c + verify_cost): zero loop overhead, measured tau), loop_efficiency
               (speedup / ideal_speedup),
@@ -37,7 +40,7 @@ profile.json (schema "soaes-bench/profile", schema_version 1):
       generations identical to target-only, null when sampling; *_ci are [low, high] or null)
   best: {category: {gamma, speedup, predicted_speedup}}
   summary: {category, best_gamma, speedup, speedup_ci, predicted_speedup, predicted_speedup_verify,
-            measured_over_predicted, ideal_speedup, loop_efficiency, alpha, alpha_token, tau, c, ours_over_hf,
+            measured_over_predicted, ideal_speedup, loop_efficiency, alpha, alpha_token, tau, c, c_isolated, ours_over_hf,
             ours_over_hf_ci, lossless}
 outputs.jsonl (--save-outputs): {category, context, gamma, temperature, prompt_ids, target_ids, spec_ids} per prompt
 and setting, from the first timed repeat.
@@ -77,11 +80,11 @@ def _measure_prompt(target, draft, ids, gammas, cfg: dict, seed: int, max_new: i
                      "lossless": spec.tokens == base.tokens if T == 0 else None})
     if cfg["hf_baseline"]:
         torch.manual_seed(seed)
-        out, sec = timed(lambda: hf_generate(target, None, ids, None, max_new, eos, T, top_p), dev)
+        out, sec = timed(lambda: hf_generate(target, None, ids, None, max_new, cfg["hf_eos"], T, top_p), dev)
         runs.append({"method": "hf_target", "gamma": 0, "seconds": sec, "tokens": out})
         for g in gammas:
             torch.manual_seed(seed)
-            out, sec = timed(lambda: hf_generate(target, draft, ids, g, max_new, eos, T, top_p), dev)
+            out, sec = timed(lambda: hf_generate(target, draft, ids, g, max_new, cfg["hf_eos"], T, top_p), dev)
             runs.append({"method": "hf_assisted", "gamma": g, "seconds": sec, "tokens": out,
                          "lossless": out == base.tokens if T == 0 else None})
     return runs
@@ -132,11 +135,11 @@ def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: 
            "expected_tau": acc.expected_accepted(s["alpha_token"], gamma) if s["alpha_token"] is not None else None,
            "acceptance_by_position": s["acceptance_by_position"],
            "conditional_acceptance_by_position": s["conditional_acceptance_by_position"]}
-    c = costs["c"] if costs else None
-    v = next((x["verify_cost"] for x in costs["verify"] if x["gamma"] == gamma), None) if costs else None
+    row = next((x for x in costs["verify"] if x["gamma"] == gamma), {}) if costs else {}
+    c, v = row.get("c"), row.get("verify_cost")
     a = s["alpha_token"]
     ok = a is not None and c is not None
-    out.update(c=c, verify_cost=v,
+    out.update(c=c, c_isolated=costs.get("c_isolated") if costs else None, verify_cost=v,
                predicted_speedup=acc.expected_speedup(a, gamma, c) if ok else None,
                predicted_speedup_verify=acc.expected_speedup(a, gamma, c, v) if ok and v else None)
     for key, vals in (("speedup", speed), ("target_tokens_per_s", tps["target"]),
@@ -207,7 +210,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def env_info(device) -> dict:
+def env_info(device, dtype=None) -> dict:
     import transformers
 
     from soaes_bench import __version__
@@ -216,7 +219,7 @@ def env_info(device) -> dict:
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
     return {"soaes_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "device": dev.type, "device_name": name,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch.") if dtype else None}
 
 
 # the API ------------------------------------------------------------------------------------------------------
@@ -239,7 +242,7 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
             max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, repeats: int = 3,
             num_prompts: int = 8, warmup: int = 1, seed: int = 1234, hf_baseline: bool = False,
             chat_template: str = "auto", draft_tokenizer=None, target_path=None, draft_path=None,
-            keep_outputs: bool = False, cost_steps: int = 20, log=None) -> dict:
+            keep_outputs: bool = False, cost_steps: int = 20, ignore_eos: bool = False, log=None) -> dict:
     """Profile a target/draft pair; returns the profile.json object (plus "outputs" rows when keep_outputs)."""
     from soaes_bench.speculative.decode import check_compatible
     from soaes_bench.speculative.prompts import load_prompts
@@ -256,7 +259,10 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
     chat = bool(getattr(tokenizer, "chat_template", None)) if chat_template == "auto" else chat_template == "on"
     max_pos = min(target.config.max_position_embeddings, draft.config.max_position_embeddings)
     torch.manual_seed(seed)
-    cfg = {"temperature": temperature, "top_p": top_p, "eos": eos_ids(target, tokenizer), "hf_baseline": hf_baseline,
+    eos = [] if ignore_eos else eos_ids(target, tokenizer)
+    # HF generate needs some eos id; one outside the vocabulary can never be generated
+    cfg = {"temperature": temperature, "top_p": top_p, "eos": eos, "hf_eos": eos or [target.config.vocab_size],
+           "hf_baseline": hf_baseline,
            "warmup": warmup, "repeats": repeats, "seed": seed, "max_new_tokens": max_new_tokens}
     sets = {cat: [encode(tokenizer, t, chat) for t in texts[:num_prompts]] for cat, texts in prompts.items() if texts}
     for cat, plist in sets.items():
@@ -319,18 +325,19 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "seed": seed,
         "model": model_info(target, target_path, None if target_path else "target"),
         "draft": model_info(draft, draft_path, None if draft_path else "draft"),
-        "env": env_info(target.device),
+        "env": env_info(target.device, target.dtype),
         "config": {"gammas": gammas, "contexts": contexts, "max_new_tokens": max_new_tokens,
                    "temperature": temperature, "top_p": top_p, "repeats": repeats, "warmup": warmup,
                    "num_prompts": num_prompts, "prompts": {c: len(p) for c, p in sets.items()},
-                   "chat_template": chat, "hf_baseline": hf_baseline, "long_source": long_source},
+                   "chat_template": chat, "hf_baseline": hf_baseline, "long_source": long_source,
+                   "ignore_eos": ignore_eos},
         "costs": [costs[k] for k in sorted(costs)],
         "settings": settings,
         "best": best_by_cat,
         "summary": {"category": head, "best_gamma": best,
                     **{k: top[k] for k in ("speedup", "speedup_ci", "predicted_speedup", "predicted_speedup_verify",
                                            "measured_over_predicted", "ideal_speedup", "loop_efficiency",
-                                           "alpha", "alpha_token", "tau", "c", "ours_over_hf",
+                                           "alpha", "alpha_token", "tau", "c", "c_isolated", "ours_over_hf",
                                            "ours_over_hf_ci", "lossless")}},
     }
     if keep_outputs:
@@ -388,12 +395,12 @@ def cli_profile(args) -> int:
         torch.set_num_threads(args.threads)
     target_dir, draft_dir = _default_dirs(args.target, args.draft)
     prompts = load_prompts(args.prompts, args.num_prompts)
-    target, draft, ttok, dtok = load_pair(target_dir, draft_dir, args.device)
+    target, draft, ttok, dtok = load_pair(target_dir, draft_dir, args.device, args.dtype)
     report = profile(target, draft, ttok, prompts=prompts, gammas=args.gamma, contexts=args.contexts,
                      max_new_tokens=args.max_new_tokens, temperature=args.temperature, repeats=args.repeats,
                      num_prompts=args.num_prompts, seed=args.seed, hf_baseline=args.hf_baseline,
                      draft_tokenizer=dtok, target_path=target_dir, draft_path=draft_dir,
-                     keep_outputs=args.save_outputs, log=lambda m: print(m, file=sys.stderr))
+                     keep_outputs=args.save_outputs, ignore_eos=args.ignore_eos, log=lambda m: print(m, file=sys.stderr))
     outputs = report.pop("outputs", None)
     write_outputs(report, args.output, outputs)
     s = report["summary"]
@@ -403,7 +410,7 @@ def cli_profile(args) -> int:
 
     print(f"best gamma {s['best_gamma']} ({s['category']}): speedup {f(s['speedup'], '.2f')}x "
           f"(predicted {f(s['predicted_speedup'], '.2f')}x, measured/predicted {f(s['measured_over_predicted'], '.2f')}), "
-          f"alpha {f(s['alpha'])}, tau {f(s['tau'], '.2f')}, c {f(s['c'])}, lossless {f(s['lossless'])}"
+          f"alpha {f(s['alpha'])}, tau {f(s['tau'], '.2f')}, c {f(s['c'])}, {report['env']['dtype']}, lossless {f(s['lossless'])}"
           + (f", ours/HF assisted {f(s['ours_over_hf'], '.2f')}" if s["ours_over_hf"] is not None else ""))
     print(f"wrote {Path(args.output) / 'profile.json'}")
     return 0

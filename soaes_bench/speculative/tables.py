@@ -24,9 +24,9 @@ def to_markdown(report: dict) -> str:
         "# Speculative-decoding profile", "",
         f"- target: {m['name']} ({m['layers']}×{m['hidden']}, {m['n_params']:,} params, weights {str(m['weights_sha256'])[:12]})",
         f"- draft: {d['name']} ({d['layers']}×{d['hidden']}, {d['n_params']:,} params, weights {str(d['weights_sha256'])[:12]})",
-        f"- {env['device']} ({env['device_name']}), {env['threads']} threads, torch {env['torch']}, "
+        f"- {env['device']} ({env['device_name']}), {env['threads']} threads, {env.get('dtype') or 'float32'}, torch {env['torch']}, "
         f"transformers {env['transformers']}; {report['date']}, seed {report['seed']}",
-        f"- {mode}; {cfg['max_new_tokens']} new tokens; {cfg['repeats']} repeats after {cfg['warmup']} warm-up; "
+        f"- {mode}; {cfg['max_new_tokens']} new tokens{' (EOS ignored)' if cfg.get('ignore_eos') else ''}; {cfg['repeats']} repeats after {cfg['warmup']} warm-up; "
         f"prompts {cfg['prompts']}; chat template {'on' if cfg['chat_template'] else 'off'}; "
         f"long contexts from {cfg['long_source'] or '–'}",
         "",
@@ -34,16 +34,19 @@ def to_markdown(report: dict) -> str:
         f"predicted {_f(s['predicted_speedup'], '.2f')}× (with verify cost {_f(s['predicted_speedup_verify'], '.2f')}×), "
         f"measured/predicted {_f(s['measured_over_predicted'], '.2f')}, loop efficiency "
         f"{_f(s['loop_efficiency'], '.2f')}; α {_f(s['alpha_token'])} (accepted/proposed {_f(s['alpha'])}), τ {_f(s['tau'], '.2f')}, "
-        f"c {_f(s['c'])}; lossless {_f(s['lossless'])}; ours/HF assisted {_ci(s['ours_over_hf'], s['ours_over_hf_ci'])}",
+        f"c {_f(s['c'])} (alone {_f(s.get('c_isolated'))}); lossless {_f(s['lossless'])}; ours/HF assisted {_ci(s['ours_over_hf'], s['ours_over_hf_ci'])}",
         "", "Speedup and tokens/s: median over repeats [bootstrap 95% CI]; α per token = accepted / (accepted + "
-        "rejections); predicted = (1−α^(γ+1))/((1−α)(γc+1)) (Leviathan et al. 2023, i.i.d. acceptance); pred. w/ verify uses the measured (γ+1)-token verification cost "
+        "rejections); predicted = (1−α^(γ+1))/((1−α)(γc+1)) (Leviathan et al. 2023, i.i.d. acceptance); c = a draft forward "
+        "timed inside a round, right after the target's verification (\"alone\": timed on its own, warm caches) / a "
+        "target step; pred. w/ verify uses the measured (γ+1)-token verification cost "
         "instead of 1; loop eff. = measured / (τ / (γc + verify cost)), the share of a zero-overhead loop's speedup.", "",
         "## Forward costs", "",
     ]
     gammas = cfg["gammas"]
-    rows = [[str(c["context"]), _f(c["target_ms"], ".2f"), _f(c["draft_ms"], ".2f"), _f(c["c"]),
-             *(_f(v["verify_cost"], ".2f") for v in c["verify"])] for c in report["costs"]]
-    lines += _table(["context", "target ms", "draft ms", "c", *(f"verify γ={g}" for g in gammas)], rows)
+    rows = [[str(c["context"]), _f(c["target_ms"], ".2f"), _f(c["draft_ms"], ".2f"), _f(c.get("c_isolated")),
+             *(f"{_f(v.get('c'))} / {_f(v['verify_cost'], '.2f')}" for v in c["verify"])] for c in report["costs"]]
+    lines += _table(["context", "target ms", "draft ms alone", "c alone",
+                     *(f"γ={g}: c / verify" for g in gammas)], rows)
     lines += ["", "## Settings", ""]
     rows = [[r["category"], str(r["context"]), str(r["gamma"]), _f(r["alpha"]), _f(r["alpha_token"]),
              f"{_f(r['tau'], '.2f')} ({_f(r['expected_tau'], '.2f')})", _f(r["c"]), _f(r["predicted_speedup"], ".2f"),

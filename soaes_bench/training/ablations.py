@@ -148,12 +148,13 @@ def forgetting_markdown(rep: dict, examples: int = EXAMPLES) -> str:
     note = ("forgotten: right before, wrong now; learned: the reverse; retention = new acc / base acc over the shared "
             "items; p: exact McNemar test of forgotten vs learned.")
     out += [note, ""]
-    base = Path(rep["base"])
     for r in rep["rows"]:
         ids = r["forgotten_ids"][:examples]
         if not ids:
             continue
-        raw_a, raw_b = _raw_rows(base, r["task"]), _raw_rows(Path(rep["new"]), r["task"])
+        # rows from another pair of runs (write_forgetting's plain-text rows) name their own files and task
+        task = r.get("samples_task", r["task"])
+        raw_a, raw_b = _raw_rows(Path(r.get("base", rep["base"])), task), _raw_rows(Path(r.get("new", rep["new"])), task)
         texts = item_questions(ids, raw_a)
         cells = [[i, _short(texts.get(i)), str(raw_a.get(i, {}).get("target") or "–"),
                   str(raw_a.get(i, {}).get("prediction") or "–"), str(raw_b.get(i, {}).get("prediction") or "–")]
@@ -293,8 +294,15 @@ def _eval(run_dir: Path, *parts: str) -> Path:
 
 
 def write_forgetting(run_dir, phase: str) -> Path:
+    """base vs phase, plus the plain-text scores (eval_plain/, tasks shown as <task>@plain) when both have them."""
+    from soaes_bench.training.pipeline import PLAIN
+
     run_dir = Path(run_dir)
     rep = forgetting(_eval(run_dir, "base"), _eval(run_dir, phase))
+    plain = [run_dir / p / "eval_plain" / "results.json" for p in ("base", phase)]
+    if all(p.is_file() for p in plain):
+        rep["rows"] += [dict(r, task=r["task"] + PLAIN, samples_task=r["task"], base=str(plain[0]), new=str(plain[1]))
+                        for r in forgetting(*plain)["rows"]]
     if not rep["rows"]:
         raise FileNotFoundError(f"no accuracy task in both {run_dir / 'base/eval'} and {run_dir / phase / 'eval'}")
     return _write(rep, run_dir / phase / "forgetting.json", forgetting_markdown(rep))

@@ -166,15 +166,17 @@ def check_model_dir(path: str | os.PathLike, require_tokenizer: bool = False) ->
     return weights
 
 
-def load_model(path: str | os.PathLike, dtype: str = "float32"):
-    """Load a Qwen2 (or any causal LM) dir as float32, local files only, no remote code, safetensors only."""
+def load_model(path: str | os.PathLike, dtype: str = "float32", attn_implementation: str | None = None):
+    """Load a Qwen2 (or any causal LM) dir (float32 unless asked), local files only, no remote code, safetensors
+    only; attn_implementation None keeps transformers' default (SDPA)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     p = Path(path)
     check_model_dir(p)
     model = AutoModelForCausalLM.from_pretrained(
-        p, dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True, local_files_only=True
+        p, dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True, local_files_only=True,
+        attn_implementation=attn_implementation,
     )
     return model
 

@@ -9,7 +9,9 @@ and then gated (gates.py). Layout of the output directory (default runs/<name>):
     base/eval/results.json             the starting model, evaluated once (gate reference "base")
     <phase>/model/                     the phase's HF model (bf16 safetensors)
     <phase>/work/, stageN/, baseline/  checkpoints, logs, extra models (SFT stages, ablation, undistilled draft)
-    <phase>/eval/results.json          lm-eval results of the phase model (+ samples/)
+    <phase>/eval/results.json          lm-eval results of the phase model (+ samples/); evaluation.tasks picks
+                                       the tasks (default: the whole suite)
+    <phase>/eval_plain/                evaluation.plain_tasks again without the chat template (gates: <task>@plain)
     <phase>/gate.json, gate.md         the gate report;  <phase>/done.json  marks a finished phase
     cpt|sft/forgetting.json, .md       items right in base and wrong now (and the reverse), McNemar (ablations.py)
     sft/ablation.json, distill/ablation.json (+ .md)   single-stage vs progressive SFT; undistilled vs distilled draft
@@ -38,7 +40,7 @@ from soaes_bench.config import load_dataclass, positive
 from soaes_bench.errors import UserError
 from soaes_bench.io import read_json, write_json
 from soaes_bench.training.cpt import CPTConfig
-from soaes_bench.training.distill import DistillConfig
+from soaes_bench.training.distill import HELDOUT_TASK, DistillConfig
 from soaes_bench.training.gates import check_references, evaluate_gate, write_gate
 from soaes_bench.training.sft import SFTConfig
 
@@ -47,11 +49,20 @@ EXIT_GATE_FAILED, EXIT_TIME_CAP = 3, 4
 # A phase's merged metrics (lm-eval results + phase-internal ones) that its gate judged. Not named results.json:
 # that name belongs to the `soaes-bench run` schema (provenance, samples), which results.load() reads.
 PHASE_METRICS = "phase_metrics.json"
+# Suffix of plain-text (no chat template) results. Chat-templated multiple choice measures whether a model answers a
+# cloze question inside a chat turn; after SFT a 17M model does not (README, "Training"), while the same items scored
+# as plain text still measure what it knows. Gates can read both.
+PLAIN = "@plain"
+CPT_VAL_TASK = "cpt_val"  # CPT validation losses as a task
+INTERNAL_TASKS = (CPT_VAL_TASK, HELDOUT_TASK)  # measured by the phases themselves, not by lm-eval
 
 
 @dataclass
 class EvalSpec:
     suite: str = field(default="all", metadata={"help": "general, domain or all"})
+    tasks: list[str] | None = field(default=None, metadata={"help": "only these tasks (overrides suite): the ones the gates read"})
+    plain_tasks: list[str] = field(default_factory=list, metadata={
+        "help": f"tasks scored once more as plain text, no chat template; gates read them as <task>{PLAIN}"})
     limit: int | None = field(default=None, metadata={"help": "items per task (None = all)", "check": positive})
     batch_size: int = field(default=8, metadata={"check": positive})
 
@@ -90,20 +101,42 @@ def validate(r: PipelineRecipe, source: str) -> None:
         raise UserError(f"{source}: no phases (give at least one of {', '.join(PHASES)})")
     for p in r.phases():
         check_references(getattr(r, p).gates, _references_known(r, p), f"{source}: {p}.gates")
+    ev = r.evaluation
+    if ev is None:
+        return
+    plain = {t + PLAIN for t in ev.plain_tasks}
+    for p in r.phases():
+        for c in getattr(r, p).gates:
+            missing = (c.task not in plain if c.task.endswith(PLAIN) else
+                       ev.tasks is not None and c.task not in ev.tasks and c.task not in INTERNAL_TASKS)
+            if missing:
+                where = "evaluation.plain_tasks" if c.task.endswith(PLAIN) else "evaluation.tasks"
+                raise UserError(f"{source}: {p}.gates: check {c.name!r} reads task {c.task!r}, which {where} "
+                                f"does not evaluate")
 
 
 def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
+    """lm-eval results of model_dir (read back from out/results.json when present), plus the plain-text run of
+    spec.plain_tasks in <out>_plain/ with its task names suffixed by PLAIN."""
     from soaes_bench.evaluation import writer
     from soaes_bench.training.model import load_model, load_tokenizer
 
-    if (out / "results.json").is_file():
-        return read_json(out / "results.json")
-    model, tok = load_model(model_dir), load_tokenizer(model_dir)
-    results = evaluate_fn(model, tok, suite=spec.suite, limit=spec.limit, batch_size=spec.batch_size)
-    return writer.write_run(results, out)
+    runs = [(out, {"suite": spec.suite, "tasks": spec.tasks}, "")]
+    if spec.plain_tasks:
+        runs.append((out.with_name(out.name + "_plain"), {"tasks": spec.plain_tasks, "chat_template": "off"}, PLAIN))
+    loaded, parts = None, []
+    for where, kw, suffix in runs:
+        if (where / "results.json").is_file():
+            res = read_json(where / "results.json")
+        else:
+            loaded = loaded or (load_model(model_dir), load_tokenizer(model_dir))
+            res = writer.write_run(evaluate_fn(*loaded, limit=spec.limit, batch_size=spec.batch_size, **kw), where)
+        parts.append({"tasks": {k + suffix: v for k, v in res.get("tasks", {}).items()},
+                      "groups": {} if suffix else res.get("groups") or {}})
+    return _merge(*parts)
 
 
-def _default_evaluate(model, tokenizer, **kw):
+def _default_evaluate(model, tokenizer, **kw):  # suite, tasks, limit, batch_size, chat_template
     from soaes_bench.evaluation.run import evaluate
 
     return evaluate(model, tokenizer, **kw)
@@ -233,8 +266,8 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
     phase_refs = dict(refs, previous=previous or {})
     internal = {}
     if phase == "cpt":
-        internal = _val_task("cpt_val", summary.get("val_after"))
-        phase_refs["base_val"] = _val_task("cpt_val", summary.get("val_before"))
+        internal = _val_task(CPT_VAL_TASK, summary.get("val_after"))
+        phase_refs["base_val"] = _val_task(CPT_VAL_TASK, summary.get("val_before"))
     elif phase == "distill":
         internal = summary.get("distilled", {}).get("results", {})
         if "baseline" in summary:
