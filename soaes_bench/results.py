@@ -52,6 +52,10 @@ CORPUS_METRICS = {"bleu4", "bleu"}  # corpus statistics: resampled from samples'
 CORPUS_COUNTS = ("loglikelihood", "n_bytes", "n_words")
 RATIO_METRICS = {"bits_per_byte": "n_bytes", "byte_perplexity": "n_bytes", "word_perplexity": "n_words"}
 
+# Plain-text (no chat template) scores of a pipeline phase: stored in <phase>/eval_plain/ next to <phase>/eval/ and
+# read by gates, forgetting reports and plots as "<task>@plain" (training/pipeline.py says why).
+PLAIN, PLAIN_DIR = "@plain", "eval_plain"
+
 PROFILE_DIMS = {"gamma": "gamma", "context": "context", "context_len": "context", "context_length": "context",
                 "category": "category", "position": "position"}
 _PROFILE_KEYWORDS = ("alpha", "tau", "speedup", "accept", "tokens_per_s")

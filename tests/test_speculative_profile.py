@@ -101,9 +101,9 @@ def test_resolve_dtype(monkeypatch):
     from soaes_bench.speculative import models
 
     assert models.resolve_dtype("float32") == "float32" and models.resolve_dtype("bfloat16") == "bfloat16"
-    monkeypatch.setattr(models, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: True)
     assert models.resolve_dtype("auto", "cpu") == "bfloat16"
-    monkeypatch.setattr(models, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
     assert models.resolve_dtype("auto", "cpu") == "float32"
     with pytest.raises(UserError, match="--dtype"):
         models.resolve_dtype("fp8")

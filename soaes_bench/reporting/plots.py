@@ -49,13 +49,13 @@ def _phase_rank(label: str) -> int | None:
 def _fold_plain(df: pd.DataFrame) -> pd.DataFrame:
     """A pipeline's <phase>/eval_plain/ scores the same model as <phase>/eval/ without the chat template: draw them
     as that model's `<task>@plain` (the name its gates use), not as another model."""
-    from soaes_bench.training.pipeline import PLAIN
+    from soaes_bench.results import PLAIN, PLAIN_DIR
 
     src = df.source.astype(str)
-    plain = src.str.contains("/eval_plain/", regex=False)
+    plain = src.str.contains(f"/{PLAIN_DIR}/", regex=False)
     if plain.any():
         df.loc[plain, "task"] = df.loc[plain, "task"] + PLAIN
-        df.loc[plain, "source"] = src[plain].str.replace("/eval_plain/", "/eval/", regex=False)
+        df.loc[plain, "source"] = src[plain].str.replace(f"/{PLAIN_DIR}/", "/eval/", regex=False)
     return df
 
 

@@ -10,6 +10,7 @@ import copy
 from pathlib import Path
 
 from soaes_bench.errors import UserError
+from soaes_bench.speculative.provenance import cpu_has_bf16
 
 
 def make_qwen2(vocab_size: int, layers: int, hidden: int, heads: int = 2, kv_heads: int = 1,
@@ -50,15 +51,6 @@ def truncated_copy(model, n_layers: int = 1):
 DTYPES = ("auto", "float32", "bfloat16")
 
 
-def _cpu_has_bf16() -> bool:
-    """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
-
-
 def resolve_dtype(name: str, device: str = "cpu") -> str:
     """`auto` -> bfloat16 where the device computes it natively (the shipped weights are stored in bf16), else
     float32. Decoding speed depends on it: on CPU a float32 target streams twice the bytes per token, and a
@@ -71,7 +63,7 @@ def resolve_dtype(name: str, device: str = "cpu") -> str:
         return name
     if device == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if _cpu_has_bf16() else "float32"
+    return "bfloat16" if cpu_has_bf16() else "float32"
 
 
 def load_pair(target_dir: str | Path, draft_dir: str | Path, device: str = "cpu", dtype: str = "float32",

@@ -49,7 +49,6 @@ and setting, from the first timed repeat.
 from __future__ import annotations
 
 import datetime as _dt
-import platform
 import statistics
 from pathlib import Path
 
@@ -59,6 +58,7 @@ from soaes_bench.errors import UserError
 from soaes_bench.speculative import acceptance as acc
 from soaes_bench.speculative.decode import eos_ids, speculative_generate, target_generate
 from soaes_bench.speculative.prompts import encode, load_long_text, long_contexts
+from soaes_bench.speculative.provenance import env_info, model_info
 from soaes_bench.speculative.timing import timed, hf_generate, measure_costs
 
 SCHEMA, SCHEMA_VERSION = "soaes-bench/profile", 1
@@ -170,56 +170,6 @@ def pick_best(settings: list[dict], categories: list[str]) -> int:
         if s["category"] in categories:
             by_gamma.setdefault(s["gamma"], []).append(s["speedup"])
     return max(sorted(by_gamma), key=lambda g: (_geomean(by_gamma[g]), -g))
-
-
-# provenance ---------------------------------------------------------------------------------------------------
-def _state_sha256(model) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def model_info(model, path: str | Path | None = None, name: str | None = None) -> dict:
-    """The results.json "model" block: weights hash from the safetensors files (from the tensors when in memory)."""
-    from soaes_bench.io import sha256_files
-    from soaes_bench.paths import TOKENIZER_DIR
-
-    p = Path(path) if path is not None else None
-    shards = sorted(p.glob("*.safetensors")) if p is not None else []
-    tok_dir = p if p is not None and (p / "tokenizer.json").is_file() else TOKENIZER_DIR
-    tok_files = [f for f in (tok_dir / "tokenizer.json", tok_dir / "tokenizer_config.json") if f.is_file()]
-    cfg = model.config
-    return {"name": name or (p.name if p is not None else None), "path": str(p) if p is not None else None,
-            "weights_sha256": sha256_files(shards) if shards else _state_sha256(model),
-            "tokenizer_sha256": sha256_files(tok_files) if tok_files and (p is not None) else None,
-            "n_params": sum(x.numel() for x in {id(x): x for x in model.parameters()}.values()),
-            "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def env_info(device, dtype=None) -> dict:
-    import transformers
-
-    from soaes_bench import __version__
-
-    dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
-    return {"soaes_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "device": dev.type, "device_name": name,
-            "threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch.") if dtype else None}
 
 
 # the API ------------------------------------------------------------------------------------------------------

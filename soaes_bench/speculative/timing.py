@@ -30,11 +30,7 @@ def _block(context_ids: list[int], n: int, device) -> torch.Tensor:
 
 
 def _timed_ms(fn, device) -> float:
-    _sync(device)
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    return 1000 * (time.perf_counter() - t0)
+    return 1000 * timed(fn, device)[1]
 
 
 @torch.inference_mode()
@@ -59,15 +55,14 @@ def round_ms(target, draft, context_ids: list[int], gamma: int, steps: int = 20,
     device = target.device
     tcache, dcache = _filled_cache(target, context_ids), _filled_cache(draft, context_ids)
     block, one = _block(context_ids, gamma + 1, device), _block(context_ids, 1, device)
+    def propose():
+        for _ in range(gamma):
+            draft(input_ids=one, cache=dcache, use_cache=True, logits_to_keep=1)
+
     verify, drafts = [], []
     for _ in range(warmup + steps):
         verify.append(_timed_ms(lambda: target(input_ids=block, cache=tcache, use_cache=True), device))
         tcache.crop(-(gamma + 1))
-
-        def propose():
-            for _ in range(gamma):
-                draft(input_ids=one, cache=dcache, use_cache=True, logits_to_keep=1)
-
         drafts.append(_timed_ms(propose, device) / gamma)
         dcache.crop(-gamma)
     return {"verify_ms": statistics.median(verify[warmup:]), "draft_ms": statistics.median(drafts[warmup:])}

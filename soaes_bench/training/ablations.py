@@ -295,11 +295,11 @@ def _eval(run_dir: Path, *parts: str) -> Path:
 
 def write_forgetting(run_dir, phase: str) -> Path:
     """base vs phase, plus the plain-text scores (eval_plain/, tasks shown as <task>@plain) when both have them."""
-    from soaes_bench.training.pipeline import PLAIN
+    from soaes_bench.results import PLAIN, PLAIN_DIR
 
     run_dir = Path(run_dir)
     rep = forgetting(_eval(run_dir, "base"), _eval(run_dir, phase))
-    plain = [run_dir / p / "eval_plain" / "results.json" for p in ("base", phase)]
+    plain = [run_dir / p / PLAIN_DIR / "results.json" for p in ("base", phase)]
     if all(p.is_file() for p in plain):
         rep["rows"] += [dict(r, task=r["task"] + PLAIN, samples_task=r["task"], base=str(plain[0]), new=str(plain[1]))
                         for r in forgetting(*plain)["rows"]]

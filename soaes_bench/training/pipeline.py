@@ -39,6 +39,7 @@ from pathlib import Path
 from soaes_bench.config import load_dataclass, positive
 from soaes_bench.errors import UserError
 from soaes_bench.io import read_json, write_json
+from soaes_bench.results import PLAIN, PLAIN_DIR
 from soaes_bench.training.cpt import CPTConfig
 from soaes_bench.training.distill import HELDOUT_TASK, DistillConfig
 from soaes_bench.training.gates import check_references, evaluate_gate, write_gate
@@ -49,10 +50,9 @@ EXIT_GATE_FAILED, EXIT_TIME_CAP = 3, 4
 # A phase's merged metrics (lm-eval results + phase-internal ones) that its gate judged. Not named results.json:
 # that name belongs to the `soaes-bench run` schema (provenance, samples), which results.load() reads.
 PHASE_METRICS = "phase_metrics.json"
-# Suffix of plain-text (no chat template) results. Chat-templated multiple choice measures whether a model answers a
-# cloze question inside a chat turn; after SFT a 17M model does not (README, "Training"), while the same items scored
-# as plain text still measure what it knows. Gates can read both.
-PLAIN = "@plain"
+# Plain-text results (results.PLAIN, results.PLAIN_DIR). Chat-templated multiple choice measures whether a model
+# answers a cloze question inside a chat turn; after SFT a 17M model does not (README, "Training"), while the same
+# items scored as plain text still measure what it knows. Gates can read both.
 CPT_VAL_TASK = "cpt_val"  # CPT validation losses as a task
 INTERNAL_TASKS = (CPT_VAL_TASK, HELDOUT_TASK)  # measured by the phases themselves, not by lm-eval
 
@@ -117,13 +117,13 @@ def validate(r: PipelineRecipe, source: str) -> None:
 
 def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
     """lm-eval results of model_dir (read back from out/results.json when present), plus the plain-text run of
-    spec.plain_tasks in <out>_plain/ with its task names suffixed by PLAIN."""
+    spec.plain_tasks in <out>/../eval_plain/ with its task names suffixed by PLAIN."""
     from soaes_bench.evaluation import writer
     from soaes_bench.training.model import load_model, load_tokenizer
 
     runs = [(out, {"suite": spec.suite, "tasks": spec.tasks}, "")]
     if spec.plain_tasks:
-        runs.append((out.with_name(out.name + "_plain"), {"tasks": spec.plain_tasks, "chat_template": "off"}, PLAIN))
+        runs.append((out.parent / PLAIN_DIR, {"tasks": spec.plain_tasks, "chat_template": "off"}, PLAIN))
     loaded, parts = None, []
     for where, kw, suffix in runs:
         if (where / "results.json").is_file():
