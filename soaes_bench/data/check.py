@@ -30,12 +30,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from soaes_bench import paths
 from soaes_bench.data import overlap
+from soaes_bench.data.schemas import SCHEMAS, infer_schema, row_id
 from soaes_bench.errors import UserError
 from soaes_bench.io import iter_jsonl, read_json, sha256_file
 
@@ -54,123 +55,6 @@ TRAIN_FILES = {"general.jsonl": "doc", "domain.jsonl": "doc", "sft_stage1.jsonl"
 EVAL_FILES = {"soaes_general": {"zh_text.jsonl": "text", "en_text.jsonl": "text", "general_mc.jsonl": "mc",
                                 "general_gen.jsonl": "gen"},
               "soaes_domain": {"domain_text.jsonl": "text", "domain_mc.jsonl": "mc", "domain_qa.jsonl": "gen"}}
-
-
-# ---------------------------------------------------------------------------------------------- schemas
-def _req(row: dict, key: str) -> Any:
-    if key not in row:
-        raise ValueError(f"field {key}: missing")
-    return row[key]
-
-
-def _str(row: dict, key: str) -> str:
-    v = _req(row, key)
-    if not isinstance(v, str):
-        raise ValueError(f"field {key}: expected a string, got {type(v).__name__}")
-    if not v.strip():
-        raise ValueError(f"field {key}: empty string")
-    return v
-
-
-def _id(row: dict) -> str | int:
-    v = _req(row, "id")
-    if isinstance(v, bool) or not isinstance(v, (str, int)):
-        raise ValueError(f"field id: expected a string or integer, got {type(v).__name__}")
-    if isinstance(v, str) and not v.strip():
-        raise ValueError("field id: empty string")
-    return v
-
-
-def _choice(row: dict, key: str, allowed: tuple) -> str:
-    v = _str(row, key)
-    if v not in allowed:
-        raise ValueError(f"field {key}: {v!r} is not one of {', '.join(allowed)}")
-    return v
-
-
-def _doc(row: dict) -> list[str]:
-    _str(row, "source")
-    _choice(row, "lang", ("zh", "en"))
-    return [_str(row, "text")]
-
-
-def _text(row: dict) -> list[str]:
-    _str(row, "source")
-    return [_str(row, "text")]
-
-
-def _sft(row: dict) -> list[str]:
-    msgs = _req(row, "messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise ValueError("field messages: expected a non-empty list")
-    roles = []
-    for k, m in enumerate(msgs):
-        if not isinstance(m, dict):
-            raise ValueError(f"field messages[{k}]: expected an object")
-        role, content = m.get("role"), m.get("content")
-        if role not in ("system", "user", "assistant"):
-            raise ValueError(f"field messages[{k}].role: {role!r} is not system, user or assistant")
-        if not isinstance(content, str) or not content.strip():
-            raise ValueError(f"field messages[{k}].content: expected a non-empty string")
-        roles.append(role)
-    turns = roles[1:] if roles[0] == "system" else roles
-    expected = ["user", "assistant"] * (len(turns) // 2 + 1)
-    if not turns or turns != expected[:len(turns)] or turns[-1] != "assistant":
-        raise ValueError(f"field messages: roles must alternate user/assistant and end with assistant, got {roles}")
-    _str(row, "source")
-    _choice(row, "kind", ("generated", "handwritten"))
-    cite = _req(row, "cite")
-    if cite is not None and not (isinstance(cite, str) and cite.strip()):
-        raise ValueError("field cite: expected a non-empty string or null")
-    return [m["content"] for m in msgs]
-
-
-def _handwritten(row: dict) -> list[str]:
-    _str(row, "topic")
-    cite = _req(row, "cite")
-    if not isinstance(cite, dict):
-        raise ValueError("field cite: expected an object with law and article")
-    for key in ("law", "article"):
-        if not isinstance(cite.get(key), str) or not cite[key].strip():
-            raise ValueError(f"field cite.{key}: expected a non-empty string")
-    return [_str(row, "question"), _str(row, "answer")]
-
-
-def _mc(row: dict) -> list[str]:
-    q = _str(row, "question")
-    choices = _req(row, "choices")
-    if not isinstance(choices, list) or len(choices) != 4:
-        raise ValueError(f"field choices: expected a list of 4 strings, got {len(choices) if isinstance(choices, list) else type(choices).__name__}")
-    if not all(isinstance(c, str) and c.strip() for c in choices):
-        raise ValueError("field choices: every choice must be a non-empty string")
-    if len({c.strip() for c in choices}) != 4:
-        raise ValueError("field choices: the 4 choices must be distinct")
-    ans = _req(row, "answer")
-    if isinstance(ans, bool) or not isinstance(ans, int) or not 0 <= ans <= 3:
-        raise ValueError(f"field answer: expected an integer 0-3, got {ans!r}")
-    _str(row, "source")
-    return [q, *choices]
-
-
-def _gen(row: dict) -> list[str]:
-    _str(row, "source")
-    _str(row, "kind")
-    return [_str(row, "question"), _str(row, "answer")]
-
-
-SCHEMAS: dict[str, Callable[[dict], list[str]]] = {
-    "doc": _doc, "text": _text, "sft": _sft, "handwritten": _handwritten, "mc": _mc, "gen": _gen}
-
-
-def infer_schema(row: dict) -> str:
-    """Schema of a data file not named in DESIGN.md, from its first row's fields."""
-    if "messages" in row:
-        return "sft"
-    if "choices" in row:
-        return "mc"
-    if "question" in row:
-        return "handwritten" if "topic" in row else "gen"
-    return "doc" if "lang" in row else "text"
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -203,7 +87,7 @@ def load_file(path: str | Path, schema: str | None = None) -> DataFile:
         if not data.schema:
             data.schema = infer_schema(row)
         try:
-            rid = _id(row)
+            rid = row_id(row)
             segs = SCHEMAS[data.schema](row)
         except ValueError as e:
             raise UserError(f"{path}:{lineno}: {e}") from None
