@@ -13,7 +13,7 @@ import torch
 from soaes_bench.errors import UserError
 from soaes_bench.training import data as D
 from soaes_bench.training.fixtures import tiny_corpus, tiny_tokenizer
-from soaes_bench.training.loop import TrainArgs, lm_loss, lr_at, resolve_steps, stream_indices, train
+from soaes_bench.training.loop import DataStream, TrainArgs, lm_loss, lr_at, resolve_steps, stream_indices, train
 from soaes_bench.training.model import new_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +49,35 @@ def test_stream_covers_each_item_once_per_epoch_and_is_seeded():
     assert sorted(s[:10]) == list(range(10)) and sorted(s[10:]) == list(range(10))
     assert s == stream_indices(0, 20, 10, seed=3) and s != stream_indices(0, 20, 10, seed=4)
     assert stream_indices(7, 5, 10, seed=3) == s[7:12]
+
+
+def _padded(order, lengths, batch):
+    return sum(len(b) * max(lengths[i] for i in b) for b in (order[j:j + batch] for j in range(0, len(order), batch)))
+
+
+def test_grouped_stream_sorts_chunks_of_batches_by_length():
+    g = torch.Generator().manual_seed(0)
+    n, batch, group = 50, 4, 3  # chunks of 12 items; the last chunk holds 2
+    lengths = torch.randint(5, 200, (n,), generator=g).tolist()
+    plain, grouped = DataStream(n, 9).epoch(0), DataStream(n, 9, lengths, batch, group).epoch(0)
+    assert plain == stream_indices(0, n, n, seed=9)  # group 0 is the ungrouped stream
+    for lo in range(0, n, batch * group):  # each chunk holds the same items as the plain permutation's chunk
+        chunk = grouped[lo:lo + batch * group]
+        assert sorted(chunk) == sorted(plain[lo:lo + batch * group])
+        spans = sorted((min(lengths[i] for i in b), max(lengths[i] for i in b))
+                       for b in (chunk[j:j + batch] for j in range(0, len(chunk), batch)))
+        assert all(hi <= lo2 for (_, hi), (lo2, _) in zip(spans, spans[1:]))  # batches do not overlap in length
+    assert _padded(grouped, lengths, batch) < 0.8 * _padded(plain, lengths, batch)
+    # seeded, different per epoch, and the batch order inside a chunk is shuffled (not longest first)
+    s = DataStream(n, 9, lengths, batch, group)
+    assert s.indices(0, 2 * n) == grouped + DataStream(n, 9, lengths, batch, group).epoch(1)
+    assert s.epoch(1) != grouped
+    def longest_batch_at(order):  # which batch of the first chunk holds its longest item
+        chunk = order[:batch * group]
+        return chunk.index(max(chunk, key=lambda i: lengths[i])) // batch
+    assert len({longest_batch_at(s.epoch(e)) for e in range(8)}) > 1
+    with pytest.raises(ValueError, match="length"):
+        DataStream(n, 9, lengths[:-1], batch, group)
 
 
 def test_budget_and_batch_checks():
@@ -97,6 +126,15 @@ def test_until_step_pauses_and_resume_refuses_other_settings(tiny, tmp_path):
     assert r.stopped_by == "until_step" and r.steps == 3
     with pytest.raises(UserError, match="lr"):
         train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(lr=1e-3), tmp_path)
+    with pytest.raises(UserError, match="group_by_length"):
+        train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(group_by_length=2), tmp_path)
+    # a checkpoint written before a setting existed resumes when the setting keeps its default
+    state_file = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["fingerprint"]["group_by_length"]
+    state_file.write_text(json.dumps(state))
+    r = train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(), tmp_path)
+    assert r.steps == 8 and r.stopped_by == "done"
 
 
 def test_loss_decreases_on_repetitive_text(tiny, tmp_path):

@@ -49,6 +49,12 @@ def test_micro_pipeline_runs_gates_and_resumes(world, tmp_path):
     mtime = (out / "sft" / "model" / "model.safetensors").stat().st_mtime
     assert run_pipeline(recipe, out, resume=True) == 0
     assert (out / "sft" / "model" / "model.safetensors").stat().st_mtime == mtime
+    # a run finished before a training setting existed still resumes, reading the missing setting as its default
+    done = json.loads((out / "sft" / "done.json").read_text())
+    assert done["settings"]["stages"][0]["train"].pop("group_by_length") == 0
+    (out / "sft" / "done.json").write_text(json.dumps(done))
+    assert run_pipeline(recipe, out, resume=True) == 0
+    assert (out / "sft" / "model" / "model.safetensors").stat().st_mtime == mtime
     with pytest.raises(UserError, match="--resume"):
         run_pipeline(recipe, out)
     # --only distill from the finished sft phase, into a fresh output dir -> needs the earlier phases there

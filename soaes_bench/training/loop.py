@@ -9,7 +9,8 @@ What it guarantees
 - Exact token weighting: the loss of a step is the sum of per-token losses over the whole global batch divided by the
   number of counted tokens in it (each process can count them, because every process knows the whole data stream).
 - Deterministic data: step s reads stream positions [s * batch_size, (s + 1) * batch_size); position p is item
-  perm_e[p mod n] of epoch e = p // n, perm_e a seeded permutation. The step number alone fixes the data position.
+  perm_e[p mod n] of epoch e = p // n, perm_e a seeded permutation (with `group_by_length`, sorted by length in
+  chunks of batches; see DataStream). The step number alone fixes the data position.
 - Resume: `<out>/checkpoint/` holds model + AdamW state (safetensors, no pickle), RNG state and the step; it is
   written to a temp dir and renamed, so a kill at any moment leaves the previous checkpoint intact. Resuming gives
   the same final weights as an uninterrupted run (tests/test_training_loop.py checks bit-equality).
@@ -27,7 +28,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -53,6 +54,9 @@ class TrainArgs:
     beta1: float = field(default=0.9, metadata={"check": fraction})
     beta2: float = field(default=0.95, metadata={"check": fraction})
     grad_clip: float = field(default=1.0, metadata={"help": "max global grad norm; 0 = off", "check": non_negative})
+    group_by_length: int = field(default=0, metadata={
+        "help": "sort chunks of this many batches by length, so padded batches pad little (0 = random batches)",
+        "check": non_negative})
     checkpoint_every: int = field(default=100, metadata={"help": "steps between checkpoints", "check": positive})
     log_every: int = field(default=10, metadata={"help": "steps between log lines", "check": positive})
     seed: int = 1234
@@ -78,17 +82,49 @@ def resolve_steps(args: TrainArgs, tokens_per_sequence: float) -> int:
     return max(1, math.ceil(args.max_tokens / (args.batch_size * tokens_per_sequence)))
 
 
-def stream_indices(start: int, count: int, n: int, seed: int) -> list[int]:
-    """Dataset indices at stream positions [start, start + count) (see module docstring)."""
-    import torch
+class DataStream:
+    """Which dataset item fills each stream position (module docstring). Epoch e is a seeded permutation; with
+    `group` > 0, each run of `group * batch` items of it is sorted by length and cut into batches whose order is
+    shuffled again (HF Trainer's group_by_length): a padded batch then holds examples of similar length, so it pads
+    little, while which examples meet in a batch and the order of batches stay random. group = 0 keeps the plain
+    permutation (the generator draws it first either way, so grouping changes nothing else)."""
 
-    out, cache = [], {}
-    for p in range(start, start + count):
-        e = p // n
-        if e not in cache:
-            cache[e] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + e)).tolist()
-        out.append(cache[e][p % n])
-    return out
+    def __init__(self, n: int, seed: int, lengths=None, batch: int = 1, group: int = 0):
+        if group and (lengths is None or len(lengths) != n):
+            raise ValueError("grouping by length needs one length per item")
+        self.n, self.seed, self.lengths, self.batch, self.group = n, seed, lengths, batch, group
+        self._cache: dict[int, list[int]] = {}
+
+    def epoch(self, e: int) -> list[int]:
+        import torch
+
+        if e not in self._cache:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
+            order = torch.randperm(self.n, generator=g).tolist()
+            if self.group > 0:
+                order = self._grouped(order, g)
+            self._cache = {k: v for k, v in self._cache.items() if k == e - 1}  # a step spans at most 2 epochs
+            self._cache[e] = order
+        return self._cache[e]
+
+    def _grouped(self, order: list[int], g) -> list[int]:
+        import torch
+
+        out, size, b = [], self.group * self.batch, self.batch
+        for lo in range(0, len(order), size):
+            chunk = sorted(order[lo:lo + size], key=lambda i: -self.lengths[i])  # stable: ties keep the seeded order
+            batches = [chunk[j:j + b] for j in range(0, len(chunk), b)]
+            out.extend(i for k in torch.randperm(len(batches), generator=g).tolist() for i in batches[k])
+        return out
+
+    def indices(self, start: int, count: int) -> list[int]:
+        """Dataset indices at stream positions [start, start + count)."""
+        return [self.epoch(p // self.n)[p % self.n] for p in range(start, start + count)]
+
+
+def stream_indices(start: int, count: int, n: int, seed: int) -> list[int]:
+    """Dataset indices at stream positions [start, start + count) of the ungrouped stream."""
+    return DataStream(n, seed).indices(start, count)
 
 
 def count_label_tokens(batch: dict) -> int:
@@ -194,6 +230,9 @@ def _optimizer(model, args: TrainArgs):
     return torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2), eps=1e-8)
 
 
+_DEFAULTS = {f.name: f.default for f in fields(TrainArgs)}
+
+
 def _fingerprint(args: TrainArgs, total_steps: int, n_items: int) -> dict:
     d = asdict(args)
     for k in ("max_minutes", "checkpoint_every", "log_every", "micro_batch"):
@@ -237,8 +276,9 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
     ckpt = find_checkpoint(out) if resume else None
     if ckpt is not None:
         state = _load_checkpoint(ckpt, model, optimizer)
-        if state["fingerprint"] != fp:
-            diff = sorted(k for k in fp if state["fingerprint"].get(k) != fp[k])
+        saved = {**_DEFAULTS, **state["fingerprint"]}  # a setting added since the checkpoint counts as its default
+        diff = sorted(k for k in fp if saved.get(k) != fp[k])
+        if diff:
             raise UserError(f"{ckpt}: checkpoint was made with different settings ({', '.join(diff)}); "
                             "delete it or run without resume")
         start, tokens_seen = state["step"], state["tokens"]
@@ -247,10 +287,12 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
         (out / "train_log.jsonl").unlink()
     ddp_model = acc.prepare(model)
     acc.wait_for_everyone()
+    lengths = [len(dataset[i]["input_ids"]) for i in range(n)] if args.group_by_length else None
+    stream = DataStream(n, args.seed, lengths, args.batch_size, args.group_by_length)
 
     def batches_for(step: int):
         """[(micro-step, this process's batch)] plus global counted/input tokens of the whole step."""
-        idx = stream_indices(step * args.batch_size, args.batch_size, n, args.seed)
+        idx = stream.indices(step * args.batch_size, args.batch_size)
         mine, counted, inputs = [], 0, 0
         for a in range(accum):
             for r in range(world):

@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from soaes_bench.config import load_dataclass, positive
+from soaes_bench.config import from_dict, load_dataclass, positive
 from soaes_bench.errors import UserError
 from soaes_bench.io import read_json, write_json
 from soaes_bench.results import PLAIN, PLAIN_DIR
@@ -148,6 +148,15 @@ def _val_task(name: str, values: dict | None) -> dict:
     return {"tasks": {name: {"n": None, "metrics": metrics, "higher_is_better": {k: False for k in metrics}}}}
 
 
+def _settings(cfg_type, saved: dict) -> dict:
+    """A phase's saved settings as the current code reads them: a field added since then takes its default, so
+    --resume still accepts runs made before it (a field since removed leaves them as saved, and they differ)."""
+    try:
+        return json.loads(json.dumps(asdict(from_dict(cfg_type, saved))))
+    except UserError:
+        return saved
+
+
 def _training_settings(settings: dict) -> dict:
     """A phase's settings without its gates: what decides the trained model (gates only judge it)."""
     return {k: v for k, v in settings.items() if k != "gates"}
@@ -218,7 +227,7 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
         settings = json.loads(json.dumps(asdict(cfg)))
         done = pdir / "done.json"
         if done.is_file():
-            finished = read_json(done)["settings"]
+            finished = _settings(type(cfg), read_json(done)["settings"])
             if _training_settings(finished) != _training_settings(settings):
                 raise UserError(f"{done}: phase {phase} finished with different settings; use another --output")
             if finished != settings:  # only the gates changed: judge the saved model and results again, no training
