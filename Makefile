@@ -55,8 +55,8 @@ reference: install
 	rm -rf reports/reference && mkdir -p reports/reference
 	cd runs/reference && find . -maxdepth 2 \( -name 'gate.*' -o -name 'forgetting.*' -o -name 'ablation.*' \
 		-o -name 'phase_metrics.json' -o -name 'summary.json' -o -name 'timings.json' \) -exec cp --parents {} ../../reports/reference/ \;
-	for d in $(REFERENCE_EVALS); do for e in eval eval_plain; do mkdir -p reports/reference/$$d/$$e && \
-		cp -r runs/reference/$$d/$$e/. reports/reference/$$d/$$e/; done; done
+	for d in $(REFERENCE_EVALS); do for e in eval eval_plain; do if [ -d runs/reference/$$d/$$e ]; then \
+		mkdir -p reports/reference/$$d/$$e && cp -r runs/reference/$$d/$$e/. reports/reference/$$d/$$e/; fi; done; done
 	$(BIN)/soaes-bench plot reports/reference/base/eval reports/reference/cpt/eval reports/reference/sft/eval --kind phases --output reports/figures
 	$(BIN)/soaes-bench plot reports/reference/sft/single_stage/eval reports/reference/sft/eval --kind sft-ablation --output reports/figures
 	$(BIN)/soaes-bench report reports/reference

@@ -185,3 +185,22 @@ def test_gate_on_a_task_that_is_not_evaluated_is_refused_before_training(world, 
     with pytest.raises(UserError, match=message):
         run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run", evaluate_fn=lambda *a, **k: 1 / 0)
     assert not (tmp_path / "run").exists()
+
+
+def test_single_stage_model_is_evaluated_on_the_ablation_tasks_only(world, tmp_path):
+    root, tok, r = world
+    calls = []
+    rec = {"name": "abl", "init": r["init"], "tokenizer": r["tokenizer"], "cpt": dict(r["cpt"], gates=[]),
+           "sft": dict(r["sft"], gates=[]),
+           "evaluation": {"tasks": ["soaes_domain_bpb", "soaes_domain_qa"], "plain_tasks": ["soaes_domain_bpb"],
+                          "ablation_tasks": ["soaes_domain_qa"], "limit": 2}}
+    assert run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run", evaluate_fn=_fake_evaluate(root, calls)) == 0
+    # cpt and the progressive SFT model: chat + plain (no gate reads base); the single-stage model: its ablation task
+    assert [(c["tasks"], c["chat_template"]) for c in calls[-3:]] == [
+        (["soaes_domain_bpb", "soaes_domain_qa"], "auto"), (["soaes_domain_bpb"], "off"), (["soaes_domain_qa"], "auto")]
+    assert len(calls) == 5 and not (tmp_path / "run" / "sft" / "single_stage" / "eval_plain").exists()
+    # a gate comparing with the single-stage model on a task it is not evaluated on is refused before training
+    rec["sft"]["gates"] = [{"name": "g", "task": "soaes_domain_bpb", "metric": "bits_per_byte", "op": "<",
+                            "reference": "single_stage"}]
+    with pytest.raises(UserError, match="ablation_tasks does not evaluate"):
+        run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run2", evaluate_fn=lambda *a, **k: 1 / 0)

@@ -173,6 +173,8 @@ def chunked_rows_sum(hidden: torch.Tensor, weight: torch.Tensor, row_fn, *row_ar
     def one(h, w, *args):
         return row_fn(h if w is None else h @ w.t(), *args).sum()
 
+    if weight is None and hidden.size(0) <= chunk_size:  # one chunk of logits: recomputing it would save nothing
+        return one(hidden, None, *row_args)
     total = hidden.new_zeros((), dtype=torch.float32)
     for i in range(0, hidden.size(0), chunk_size):
         sl = slice(i, i + chunk_size)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from soaes_bench.config import from_dict, load_dataclass, positive
@@ -63,8 +63,15 @@ class EvalSpec:
     tasks: list[str] | None = field(default=None, metadata={"help": "only these tasks (overrides suite): the ones the gates read"})
     plain_tasks: list[str] = field(default_factory=list, metadata={
         "help": f"tasks scored once more as plain text, no chat template; gates read them as <task>{PLAIN}"})
+    ablation_tasks: list[str] | None = field(default=None, metadata={
+        "help": "tasks of the single-stage SFT ablation model (default: the same as every phase model's); its "
+                "report reads soaes_domain_qa"})
     limit: int | None = field(default=None, metadata={"help": "items per task (None = all)", "check": positive})
     batch_size: int = field(default=8, metadata={"check": positive})
+
+    def for_ablation(self) -> "EvalSpec":
+        """What the single-stage model is evaluated on."""
+        return self if self.ablation_tasks is None else replace(self, tasks=self.ablation_tasks, plain_tasks=[])
 
 
 @dataclass
@@ -113,6 +120,9 @@ def validate(r: PipelineRecipe, source: str) -> None:
                 where = "evaluation.plain_tasks" if c.task.endswith(PLAIN) else "evaluation.tasks"
                 raise UserError(f"{source}: {p}.gates: check {c.name!r} reads task {c.task!r}, which {where} "
                                 f"does not evaluate")
+            if c.reference == "single_stage" and ev.ablation_tasks is not None and c.task not in ev.ablation_tasks:
+                raise UserError(f"{source}: {p}.gates: check {c.name!r} compares {c.task!r} with the single-stage "
+                                f"model, which evaluation.ablation_tasks does not evaluate")
 
 
 def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
@@ -285,7 +295,7 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
     if r.evaluation is not None and phase != "distill":
         evaluated = _evaluate(pdir / "model", r.evaluation, pdir / "eval", evaluate_fn)
         if phase == "sft" and cfg.single_stage:
-            phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation,
+            phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation.for_ablation(),
                                                    pdir / "single_stage" / "eval", evaluate_fn)
     results = _merge(evaluated, internal)
     write_json(pdir / PHASE_METRICS, results)
