@@ -36,19 +36,20 @@ bench: install
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_speculative.py --threads 1 --undistilled-draft soaes_bench/assets/models/draft_undistilled
 
-# Reports of the shipped models: the CI baseline, the speculative-decoding profiles and figures (~20 min on 2 cores).
+# Reports of the shipped models: the CI baseline, the speculative-decoding profiles and figures (20-50 min on 2 cores,
+# by CPU: without native bf16 the profiles run in float32).
 # reports/untrained (random init) is an input here; reports/base is the shipped base model on the whole suite.
 reports: install
 	$(BIN)/soaes-bench run --output reports/baseline
 	$(BIN)/soaes-bench run --model soaes_bench/assets/models/base --output reports/base
 	$(BIN)/soaes-bench profile --threads 1 --hf-baseline --save-outputs --output reports/profile
-	$(BIN)/soaes-bench profile --threads 1 --hf-baseline --ignore-eos --output reports/profile_steady
-	$(BIN)/soaes-bench profile --threads 1 --ignore-eos --draft soaes_bench/assets/models/draft_undistilled --output reports/profile_undistilled
+	$(BIN)/soaes-bench profile --threads 1 --hf-baseline --ignore-eos --gamma 1,2,3,4 --contexts 128 --output reports/profile_steady
+	$(BIN)/soaes-bench profile --threads 1 --ignore-eos --gamma 1,2,3,4 --contexts 128 --draft soaes_bench/assets/models/draft_undistilled --output reports/profile_undistilled
 	$(BIN)/soaes-bench plot reports/untrained reports/base reports/baseline --kind models --output reports/figures
 	$(BIN)/soaes-bench plot reports/profile_undistilled/profile.json reports/profile_steady/profile.json --kind distillation --output reports/figures
 
-# The reference pipeline (CPT -> progressive SFT -> distillation, ~20 minutes on 2 cores; it reproduces the shipped
-# target and draft bit for bit) and its committed reports (gates, forgetting, ablations, evaluations, figures).
+# The reference pipeline (CPT -> progressive SFT -> distillation, 15-27 minutes on 2 cores, by CPU; on the CPU type
+# that made them it reproduces the shipped target and drafts bit for bit) and its committed reports (gates, forgetting, ablations, evaluations, figures).
 REFERENCE_EVALS := base cpt sft sft/single_stage
 reference: install
 	$(BIN)/soaes-bench pipeline --recipe training/recipes/reference.yaml --resume

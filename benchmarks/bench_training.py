@@ -319,10 +319,10 @@ def bench_grouping(a) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
             for k in (("random", "grouped") if r % 2 == 0 else ("grouped", "random")):
-                args = dataclasses.replace(stage.train, max_steps=a.grouping_steps, group_by_length=settings[k],
+                args = dataclasses.replace(stage.train, group_by_length=settings[k],
                                     checkpoint_every=10**9, log_every=10**9, max_minutes=None)
                 res = train(copy.deepcopy(init), D.Examples(examples), collate, args, Path(tmp) / f"{k}{r}",
-                            total_steps=total, resume=False, desc=k)
+                            total_steps=total, until_step=a.grouping_steps, resume=False, desc=k)
                 times[k].append([row for row in res.log if "loss" in row][-1]["elapsed_s"])
             print(f"  repeat {r + 1}: random {times['random'][-1]:.1f} s, grouped {times['grouped'][-1]:.1f} s "
                   f"(ratio {times['random'][-1] / times['grouped'][-1]:.2f})", flush=True)

@@ -146,3 +146,10 @@ def test_chunked_equals_unchunked_values_and_gradients(kind):
     torch.testing.assert_close(chunked, full)
     torch.testing.assert_close(ch, gh)
     torch.testing.assert_close(cw, gw)
+    # given logits (weight None): several checkpointed chunks, or one chunk that is not recomputed
+    logits = (hidden @ weight.t()).detach().requires_grad_()
+    (gl,) = torch.autograd.grad(fn(logits, *args).sum(), logits)
+    for size in (8, n):
+        value = L.chunked_rows_sum(logits, None, fn, *args, chunk_size=size)
+        torch.testing.assert_close(value, full)
+        torch.testing.assert_close(torch.autograd.grad(value, logits)[0], gl)

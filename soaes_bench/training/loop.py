@@ -86,7 +86,7 @@ class DataStream:
     """Which dataset item fills each stream position (module docstring). Epoch e is a seeded permutation; with
     `group` > 0, each run of `group * batch` items of it is sorted by length and cut into batches whose order is
     shuffled again (HF Trainer's group_by_length): a padded batch then holds examples of similar length, so it pads
-    little, while which examples meet in a batch and the order of batches stay random. group = 0 keeps the plain
+    little, while the items of each chunk and the order of batches stay random. group = 0 keeps the plain
     permutation (the generator draws it first either way, so grouping changes nothing else)."""
 
     def __init__(self, n: int, seed: int, lengths=None, batch: int = 1, group: int = 0):

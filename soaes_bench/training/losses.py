@@ -166,7 +166,8 @@ def chunked_rows_sum(hidden: torch.Tensor, weight: torch.Tensor, row_fn, *row_ar
     (log-softmaxes, mixtures), which are several times the size of the logits.
     Each chunk runs under activation checkpointing, so its [chunk, V] logits (and the log-softmaxes the loss
     builds from them) are freed after the forward and recomputed in the backward: peak memory grows with
-    chunk_size x V, not N x V. Values and gradients equal the unchunked computation.
+    chunk_size x V, not N x V. Values and gradients equal the unchunked computation. Given logits that fit in one
+    chunk are not recomputed: that would cost a second forward and free nothing.
     """
     from torch.utils.checkpoint import checkpoint
 
