@@ -306,8 +306,12 @@ def bench_grouping(a) -> dict:
     grouped = stage.train.group_by_length or 16
     settings = {"random": 0, "grouped": grouped}
     b, total = stage.train.batch_size, stage.train.max_steps or 100
-    tokens = {k: padded_tokens(DataStream(len(examples), stage.train.seed, lengths, b, g), lengths, b, total)
-              for k, g in settings.items()}
+
+    def padding(steps: int) -> dict[str, tuple[int, int]]:
+        return {k: padded_tokens(DataStream(len(examples), stage.train.seed, lengths, b, g), lengths, b, steps)
+                for k, g in settings.items()}
+
+    tokens = padding(total)
     print(f"(d) SFT stage 1 of {a.grouping}: {len(examples)} examples, batch {b}, {total} steps; grouped = chunks "
           f"of {grouped} batches; {a.grouping_steps} steps x {a.repeats} repeats each, {torch.get_num_threads()} "
           f"thread(s)", flush=True)
@@ -319,8 +323,8 @@ def bench_grouping(a) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
             for k in (("random", "grouped") if r % 2 == 0 else ("grouped", "random")):
-                args = dataclasses.replace(stage.train, group_by_length=settings[k],
-                                    checkpoint_every=10**9, log_every=10**9, max_minutes=None)
+                args = dataclasses.replace(stage.train, group_by_length=settings[k], checkpoint_every=10**9,
+                                           log_every=10**9, max_minutes=None)
                 res = train(copy.deepcopy(init), D.Examples(examples), collate, args, Path(tmp) / f"{k}{r}",
                             total_steps=total, until_step=a.grouping_steps, resume=False, desc=k)
                 times[k].append([row for row in res.log if "loss" in row][-1]["elapsed_s"])
@@ -328,8 +332,7 @@ def bench_grouping(a) -> dict:
                   f"(ratio {times['random'][-1] / times['grouped'][-1]:.2f})", flush=True)
     ratios = [x / y for x, y in zip(times["random"], times["grouped"])]
     lo, hi = bootstrap_median_ci(ratios)
-    step_tokens = {k: padded_tokens(DataStream(len(examples), stage.train.seed, lengths, b, g), lengths, b,
-                                    a.grouping_steps)[1] for k, g in settings.items()}
+    step_tokens = {k: v[1] for k, v in padding(a.grouping_steps).items()}
     pad_ratio = tokens["random"][1] / tokens["grouped"][1]
     print(f"  RATIO random/grouped wall time over {a.grouping_steps} steps: {statistics.median(ratios):.2f}  95% CI "
           f"[{lo:.2f}, {hi:.2f}]  (padded tokens in those steps: {step_tokens['random'] / step_tokens['grouped']:.2f})")
