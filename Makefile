@@ -34,6 +34,7 @@ data: install
 bench: install
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_sft_grouping.py
 	$(BIN)/python benchmarks/bench_speculative.py --threads 1 --undistilled-draft soaes_bench/assets/models/draft_undistilled
 
 # Reports of the shipped models: the CI baseline, the speculative-decoding profiles and figures (20-50 min on 2 cores,
@@ -49,7 +50,8 @@ reports: install
 	$(BIN)/soaes-bench plot reports/profile_undistilled/profile.json reports/profile_steady/profile.json --kind distillation --output reports/figures
 
 # The reference pipeline (CPT -> progressive SFT -> distillation, 15-27 minutes on 2 cores, by CPU; on the CPU type
-# that made them it reproduces the shipped target and drafts bit for bit) and its committed reports (gates, forgetting, ablations, evaluations, figures).
+# that made them it reproduces the shipped target and drafts bit for bit) and its committed reports (gates,
+# forgetting, ablations, evaluations, figures).
 REFERENCE_EVALS := base cpt sft sft/single_stage
 reference: install
 	$(BIN)/soaes-bench pipeline --recipe training/recipes/reference.yaml --resume

@@ -4,7 +4,6 @@
     .venv/bin/python benchmarks/bench_training.py --model micro --seq-len 64 --mem-batch 2 --mem-seq 128  # smoke
     .venv/bin/python benchmarks/bench_training.py --skip-memory --steps 10 --repeats 6       # tighter loop ratio
     .venv/bin/python benchmarks/bench_training.py --pipeline training/recipes/reference.yaml --output runs/bench_ref
-    .venv/bin/python benchmarks/bench_training.py --grouping training/recipes/reference.yaml --repeats 3
 
 (a) Loop throughput. The project loop (soaes_bench.training.loop.train: accelerate, deterministic data stream,
     collate, token counting, lr schedule, grad clip, logging, reductions) against a bare torch loop on the same model,
@@ -25,16 +24,12 @@
     chunked must agree exactly; top-k is the documented approximation).
 (c) --pipeline RECIPE: runs `soaes-bench pipeline` in this process and prints each phase's time (the pipeline writes
     <output>/timings.json: base evaluation, and per phase its training and its evaluation + gate).
-(d) --grouping RECIPE: SFT stage 1 of the recipe with random against length-grouped batches (train.group_by_length):
-    padded tokens of the whole stage and wall time of the first --grouping-steps steps, random / grouped, alternating
-    runs, median ratio and bootstrap CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import os
 import re
@@ -277,70 +272,6 @@ def bench_memory(a) -> dict:
     return {"runs": res, "median_peak_bytes": med, "with_teacher_bytes": tot}
 
 
-# ---------------------------------------------------------------- (d) SFT batches grouped by length
-def padded_tokens(stream, lengths, batch: int, steps: int) -> tuple[int, int]:
-    """(real, padded) tokens of the first `steps` batches of `stream` (each batch padded to its longest item)."""
-    idx = stream.indices(0, batch * steps)
-    rows = [idx[j:j + batch] for j in range(0, len(idx), batch)]
-    return sum(lengths[i] for i in idx), sum(len(b) * max(lengths[i] for i in b) for b in rows)
-
-
-def bench_grouping(a) -> dict:
-    """The reference SFT stage (its data, model size, batch and seed) trained with random and with length-grouped
-    batches, alternating, for --grouping-steps steps each: wall time of the steps (the loop's own timer) and the
-    padded tokens of the whole stage, as ratios random / grouped."""
-    import torch
-
-    from soaes_bench.config import load_dataclass
-    from soaes_bench.training import data as D
-    from soaes_bench.training.loop import DataStream, train
-    from soaes_bench.training.model import load_model, load_tokenizer
-    from soaes_bench.training.pipeline import PipelineRecipe
-
-    torch.set_num_threads(a.threads)
-    recipe = load_dataclass(PipelineRecipe, a.grouping)
-    stage = recipe.sft.stages[0]
-    tok = load_tokenizer(recipe.tokenizer)
-    examples, _ = D.load_sft(stage.data, tok, recipe.sft.max_len)
-    lengths = [len(e["input_ids"]) for e in examples]
-    grouped = stage.train.group_by_length or 16
-    settings = {"random": 0, "grouped": grouped}
-    b, total = stage.train.batch_size, stage.train.max_steps or 100
-
-    def padding(steps: int) -> dict[str, tuple[int, int]]:
-        return {k: padded_tokens(DataStream(len(examples), stage.train.seed, lengths, b, g), lengths, b, steps)
-                for k, g in settings.items()}
-
-    tokens = padding(total)
-    print(f"(d) SFT stage 1 of {a.grouping}: {len(examples)} examples, batch {b}, {total} steps; grouped = chunks "
-          f"of {grouped} batches; {a.grouping_steps} steps x {a.repeats} repeats each, {torch.get_num_threads()} "
-          f"thread(s)", flush=True)
-    for k, (real, padded) in tokens.items():
-        print(f"  {k:<8} whole stage: {padded:,} padded tokens for {real:,} real (real/padded {real / padded:.3f})")
-    init = load_model(recipe.init)
-    collate = D.make_pad_collate(tok.pad_token_id)
-    times: dict[str, list[float]] = {k: [] for k in settings}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(a.repeats):
-            for k in (("random", "grouped") if r % 2 == 0 else ("grouped", "random")):
-                args = dataclasses.replace(stage.train, group_by_length=settings[k], checkpoint_every=10**9,
-                                           log_every=10**9, max_minutes=None)
-                res = train(copy.deepcopy(init), D.Examples(examples), collate, args, Path(tmp) / f"{k}{r}",
-                            total_steps=total, until_step=a.grouping_steps, resume=False, desc=k)
-                times[k].append([row for row in res.log if "loss" in row][-1]["elapsed_s"])
-            print(f"  repeat {r + 1}: random {times['random'][-1]:.1f} s, grouped {times['grouped'][-1]:.1f} s "
-                  f"(ratio {times['random'][-1] / times['grouped'][-1]:.2f})", flush=True)
-    ratios = [x / y for x, y in zip(times["random"], times["grouped"])]
-    lo, hi = bootstrap_median_ci(ratios)
-    step_tokens = {k: v[1] for k, v in padding(a.grouping_steps).items()}
-    pad_ratio = tokens["random"][1] / tokens["grouped"][1]
-    print(f"  RATIO random/grouped wall time over {a.grouping_steps} steps: {statistics.median(ratios):.2f}  95% CI "
-          f"[{lo:.2f}, {hi:.2f}]  (padded tokens in those steps: {step_tokens['random'] / step_tokens['grouped']:.2f})")
-    print(f"  ratio random/grouped padded tokens, whole stage: {pad_ratio:.2f}")
-    return {"times_s": times, "ratios": ratios, "ratio_median": statistics.median(ratios), "ratio_ci95": [lo, hi],
-            "tokens": tokens, "padded_ratio_stage": pad_ratio}
-
-
 # ---------------------------------------------------------------- (c) pipeline phases
 def bench_pipeline(a) -> dict:
     from soaes_bench.training.pipeline import run_pipeline
@@ -378,8 +309,6 @@ def main(argv=None) -> int:
     p.add_argument("--skip-loop", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--pipeline", default=None, help="recipe: run (c) only")
-    p.add_argument("--grouping", default=None, help="recipe: run (d) only")
-    p.add_argument("--grouping-steps", type=int, default=20, help="steps per run for (d)")
     p.add_argument("--output", default=None, help="(c) output dir (default: a temp dir)")
     p.add_argument("--resume", action="store_true", help="(c) continue an earlier run in --output")
     p.add_argument("--json", default=None, help="also write all numbers here")
@@ -396,8 +325,6 @@ def main(argv=None) -> int:
     results = {}
     if a.pipeline:
         results["pipeline"] = bench_pipeline(a)
-    elif a.grouping:
-        results["grouping"] = bench_grouping(a)
     else:
         if not a.skip_loop:
             results["loop"] = bench_loop(a)

@@ -72,6 +72,7 @@ def test_grouped_stream_sorts_chunks_of_batches_by_length():
     s = DataStream(n, 9, lengths, batch, group)
     assert s.indices(0, 2 * n) == grouped + DataStream(n, 9, lengths, batch, group).epoch(1)
     assert s.epoch(1) != grouped
+
     def longest_batch_at(order):  # which batch of the first chunk holds its longest item
         chunk = order[:batch * group]
         return chunk.index(max(chunk, key=lambda i: lengths[i])) // batch
