@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_sft_grouping.py
+	$(BIN)/python benchmarks/bench_draft_losses.py
 	$(BIN)/python benchmarks/bench_speculative.py --threads 1 --undistilled-draft soaes_bench/assets/models/draft_undistilled
 
 # Reports of the shipped models: the CI baseline, the speculative-decoding profiles and figures (20-50 min on 2 cores,

@@ -106,6 +106,30 @@ def test_topk_tail_close_to_full_when_k_covers_the_mass(kind):
     assert (L.topk_distill_rows(s, v2, i2, kind) - L.distill_rows(s, t2, kind)).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("v,k", [(50, 4), (23, 23)])
+def test_fused_topk_tail_equals_plain_autograd(v, k):
+    x = _logits(n=6, v=v, seed=21, scale=4.0).double()
+    ids = torch.argsort(torch.rand(6, v, generator=torch.Generator().manual_seed(22)), -1)[:, :k]
+    x[0, ids[0, 0]] = -800.0  # a top-k id whose probability underflows to 0: its log-prob must stay finite, exact
+    gt, gl = torch.randn(6, k, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    xa = x.clone().requires_grad_()
+    top, tail = L._TopkTail.apply(xa, ids)
+    (ga,) = torch.autograd.grad((top * gt).sum() + (tail * gl).sum(), xa)
+    xb = x.clone().requires_grad_()
+    ptop, ptail = L.topk_tail_plain(xb, ids)
+    (gb,) = torch.autograd.grad((ptop * gt).sum() + (ptail * gl).sum(), xb)
+    torch.testing.assert_close(top, ptop)
+    assert top[0, 0].item() == pytest.approx(-800.0 - torch.logsumexp(x[0], -1).item())
+    if k < v:
+        torch.testing.assert_close(tail, ptail)
+        torch.testing.assert_close(ga, gb)
+    else:  # nothing left: the tail sits at the floor and passes no gradient (the plain route's floor column
+        # passes exp(-80)-sized ones)
+        assert (tail == L._LOG_FLOOR).all()
+        torch.testing.assert_close(ga, gb, atol=1e-30, rtol=1e-9)
+    assert torch.isfinite(ga).all()
+
+
 def test_causal_lm_loss_matches_manual_and_ignores_masked():
     logits = _logits(n=2 * 5, v=9, seed=15).view(2, 5, 9)
     labels = torch.tensor([[1, 2, 3, 4, 5], [6, 7, L.IGNORE, 8, L.IGNORE]])

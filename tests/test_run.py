@@ -187,6 +187,7 @@ def test_run_prints_the_table(model_dir, on_fixture_tasks, tmp_path, capsys):
     (["--model", "{tmp}/no_config"], "no config.json"),
     (["--output", "{tmp}/a_file"], "exists and is not a directory"),
     (["--limit", "0"], "--limit: must be a positive integer"),
+    (["--gen-batch-size", "0"], "--gen-batch-size: must be a positive integer"),
 ])
 def test_user_errors_exit_2_with_one_line(argv, message, model_dir, tmp_path, capsys):
     (tmp_path / "bin_only").mkdir()
@@ -208,12 +209,18 @@ def test_evaluate_api_writes_nothing_and_batching_does_not_change_generations(mo
                                                                               tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lm_eval.models.huggingface import HFLM
+
+    seen = []  # the batch size each generate_until call ran with
+    original = HFLM.generate_until
+    monkeypatch.setattr(HFLM, "generate_until", lambda self, *a, **k: seen.append(self.batch_size) or original(self, *a, **k))
     monkeypatch.chdir(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir)
     kw = dict(tasks="soaes_general_gen,soaes_domain_qa", chat_template="off")
-    one = run_mod.evaluate(model, tok, batch_size=1, **kw)
-    four = run_mod.evaluate(model, tok, batch_size=4, **kw)  # left padding in one batch of 3-4 prompts
+    one = run_mod.evaluate(model, tok, batch_size=2, gen_batch_size=1, **kw)
+    four = run_mod.evaluate(model, tok, batch_size=2, gen_batch_size=4, **kw)  # left padding, 3-4 prompts a batch
+    assert seen == [1, 4]
     assert list(tmp_path.iterdir()) == []
     for name in ("soaes_general_gen", "soaes_domain_qa"):
         assert [r["prediction"] for r in one["sample_rows"][name]] == [r["prediction"] for r in four["sample_rows"][name]]

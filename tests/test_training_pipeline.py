@@ -10,7 +10,7 @@ from soaes_bench.errors import UserError
 from soaes_bench.training import distill as DS
 from soaes_bench.training.fixtures import micro_pipeline, tiny_tokenizer
 from soaes_bench.training.model import load_tokenizer, new_model, save_model
-from soaes_bench.training.pipeline import EXIT_GATE_FAILED, run_pipeline
+from soaes_bench.training.pipeline import EXIT_GATE_FAILED, EvalSpec, run_pipeline
 
 
 
@@ -121,7 +121,8 @@ def _fake_evaluate(root, calls):
     from soaes_bench.training import data as D
     from soaes_bench.training.loop import mean_block_loss
 
-    def fake_evaluate(model, tokenizer, suite=None, tasks=None, limit=None, batch_size=8, chat_template="auto"):
+    def fake_evaluate(model, tokenizer, suite=None, tasks=None, limit=None, batch_size=8, chat_template="auto",
+                      gen_batch_size=32):
         blocks, _ = D.packed_corpus(root / "domain.jsonl", tokenizer, 32, seed=9)
         bpt = mean_block_loss(model, blocks[:8]) / math.log(2) + (chat_template == "off")
         calls.append({"value": bpt, "tasks": tasks, "chat_template": chat_template})
@@ -204,3 +205,31 @@ def test_single_stage_model_is_evaluated_on_the_ablation_tasks_only(world, tmp_p
                             "reference": "single_stage"}]
     with pytest.raises(UserError, match="ablation_tasks does not evaluate"):
         run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run2", evaluate_fn=lambda *a, **k: 1 / 0)
+
+
+def test_gated_only_evaluates_each_model_on_what_gates_read_from_it(world, tmp_path):
+    root, tok, r = world
+    calls = []
+    bpb = {"metric": "bits_per_byte", "op": "<"}
+    rec = {"name": "g", "init": r["init"], "tokenizer": r["tokenizer"],
+           "cpt": dict(r["cpt"], gates=[dict(bpb, name="a", task="soaes_domain_bpb", reference="base"),
+                                        dict(bpb, name="b", task="soaes_domain_bpb@plain", reference="base", margin=9)]),
+           "sft": dict(r["sft"], single_stage=False,
+                       gates=[dict(bpb, name="c", task="soaes_domain_qa", reference="previous", margin=9),
+                              dict(bpb, name="d", task="soaes_domain_mc@plain", threshold=99)]),
+           "evaluation": {"tasks": ["soaes_domain_qa", "soaes_domain_mc", "soaes_domain_bpb"],
+                          "plain_tasks": ["soaes_domain_bpb", "soaes_domain_mc"], "gated_only": True, "limit": 2}}
+    assert run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run", evaluate_fn=_fake_evaluate(root, calls)) == 0
+    # base: what cpt compares with it; cpt: its own gates and sft's "previous" one; sft: its own gates
+    assert [(c["tasks"], c["chat_template"]) for c in calls] == [
+        (["soaes_domain_bpb"], "auto"), (["soaes_domain_bpb"], "off"),
+        (["soaes_domain_qa", "soaes_domain_bpb"], "auto"), (["soaes_domain_bpb"], "off"),
+        (["soaes_domain_qa"], "auto"), (["soaes_domain_mc"], "off")]
+    # a model read only as plain text gets no chat-template run; a model nothing reads gets no run at all
+    spec = EvalSpec(tasks=["x", "y"], plain_tasks=["y"], gated_only=True)
+    assert (spec.for_model({"y@plain"}).tasks, spec.for_model({"y@plain"}).plain_tasks) == ([], ["y"])
+    assert spec.for_model(set()) is None
+    # without gated_only every model gets every task
+    spec = EvalSpec(tasks=["x", "y"], plain_tasks=["y"])
+    assert spec.for_model({"x"}) is spec
+

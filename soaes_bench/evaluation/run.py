@@ -156,26 +156,44 @@ def _check_positive(name: str, value) -> None:
 
 
 # --- API ---------------------------------------------------------------------------------------------------
+def _hflm(model, tokenizer, batch_size: int, gen_batch_size: int, device: str):
+    """lm-eval's HFLM with its own batch size for generation. Scoring (loglikelihood) is compute-bound and pads
+    more in bigger batches (batch 32 ran 10-25% slower than 8 here); greedy generation of short answers is bound by
+    per-forward overhead, so 32 prompts at once run 2.4x faster than 8, with the same scores."""
+    from lm_eval.models.huggingface import HFLM
+
+    class _HFLM(HFLM):
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            saved, self.batch_size_per_gpu = self.batch_size_per_gpu, gen_batch_size
+            try:
+                return super().generate_until(requests, disable_tqdm=disable_tqdm)
+            finally:
+                self.batch_size_per_gpu = saved
+
+    return _HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+
+
 def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=8, device="cpu", seed=1234,
-             include_path=None, chat_template="auto", model_info=None) -> dict:
+             include_path=None, chat_template="auto", model_info=None, gen_batch_size=32) -> dict:
     """Evaluate an in-memory causal LM; returns the results dict (DESIGN.md schema) and writes nothing.
+    batch_size: sequences per scoring forward; gen_batch_size: prompts per generation batch (_hflm says why).
 
     The dict also holds `sample_rows` ({task: [rows]}) for `writer.write_run`. `model_info` fills results["model"]
     (name, path, weights_sha256, tokenizer_sha256, n_params); without it only name and n_params are known.
     """
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
     _check_device(device)
     _check_positive("limit", limit)
     _check_positive("batch-size", batch_size)
+    _check_positive("gen-batch-size", gen_batch_size)
     tm = task_manager(include_path)
     names, suite_label = select_tasks(tm, suite, tasks)
     chat = use_chat_template(tokenizer, chat_template)
     model.to(device)
     model.eval()
     with _quiet_lm_eval():
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+        lm = _hflm(model, tokenizer, batch_size, gen_batch_size, device)
         out = lm_eval.simple_evaluate(
             lm, tasks=names, task_manager=tm, limit=limit, apply_chat_template=chat, log_samples=True,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
@@ -205,7 +223,7 @@ def check_output_dir(output) -> Path:
 
 
 def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, batch_size=8, device="cpu",
-        output="reports/latest", seed=1234, chat_template="auto") -> dict:
+        output="reports/latest", seed=1234, chat_template="auto", gen_batch_size=32) -> dict:
     """Evaluate a local model directory (default: the embedded model) and write the run into `output`.
 
     Returns the results dict as written to results.json; prints the Markdown table.
@@ -215,6 +233,7 @@ def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, 
     _check_device(device)
     _check_positive("limit", limit)
     _check_positive("batch-size", batch_size)
+    _check_positive("gen-batch-size", gen_batch_size)
     select_tasks(task_manager(include_path), suite, tasks)  # fail on a typo before loading anything
     if model_dir is None:
         try:
@@ -228,7 +247,7 @@ def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, 
     model, tokenizer, info = load_model(model_dir)
     results = evaluate(model, tokenizer, suite=suite, tasks=tasks, limit=limit, batch_size=batch_size,
                        device=device, seed=seed, include_path=include_path, chat_template=chat_template,
-                       model_info=info)
+                       model_info=info, gen_batch_size=gen_batch_size)
     results["run"] = out.resolve().name
     written = writer.write_run(results, out)
     print(writer.markdown_table(written))
@@ -274,7 +293,7 @@ def list_models() -> list[dict]:
 def cli_run(args) -> int:
     run(model_dir=args.model, suite=args.suite, tasks=args.tasks, include_path=args.include_path, limit=args.limit,
         batch_size=args.batch_size, device=args.device, output=args.output, seed=args.seed,
-        chat_template=args.chat_template)
+        chat_template=args.chat_template, gen_batch_size=args.gen_batch_size)
     return 0
 
 

@@ -132,21 +132,25 @@ def collate_cached(items):
 
 def make_kd_loss(cfg: DistillConfig):
     """loss_fn for loop.train: summed (1 - w) * KD + w * CE over all next-token positions of packed blocks."""
+    import torch.nn.functional as F
+
     from soaes_bench.training import losses as L
 
     def row_loss(logits, t_values, t_indices, targets):
         kd = L.topk_distill_rows(logits, t_values, t_indices, cfg.kind, cfg.beta, cfg.temperature, cfg.topk_mode)
+        kd = kd * (targets != L.IGNORE)  # a block's last position: no next token in the block, not counted
         if cfg.ce_weight == 0.0:
             return kd
         return (1 - cfg.ce_weight) * kd + cfg.ce_weight * L.token_ce(logits, targets)
 
     def loss_fn(model, batch):
+        # Position t predicts token t + 1, and so does teacher row t. Every position is a row and the last one of
+        # each block is masked, since slicing it off would copy the [B, T, V] logits (as causal_lm_loss explains).
         logits = model(input_ids=batch["input_ids"], use_cache=False).logits
-        rows = logits[:, :-1].flatten(0, 1)  # position t predicts token t + 1; the teacher row t does the same
-        tv = batch["t_values"][:, :-1].flatten(0, 1)
-        ti = batch["t_indices"][:, :-1].flatten(0, 1)
-        targets = batch["labels"][:, 1:].flatten()
-        return L.chunked_rows_sum(rows, None, row_loss, tv, ti, targets, chunk_size=cfg.chunk_size), rows.size(0)
+        targets = F.pad(batch["labels"][:, 1:], (0, 1), value=L.IGNORE).flatten()
+        total = L.chunked_rows_sum(logits.flatten(0, 1), None, row_loss, batch["t_values"].flatten(0, 1),
+                                   batch["t_indices"].flatten(0, 1), targets, chunk_size=cfg.chunk_size)
+        return total, int((targets != L.IGNORE).sum())
 
     return loss_fn
 

@@ -46,10 +46,12 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
     """Next-token cross-entropy. logits [B, T, V], labels [B, T] aligned with input_ids; -100 labels are skipped.
 
     reduction "mean": average over counted tokens (0 when none); "sum": total.
+    The labels are shifted, not the logits: slicing [B, T, V] logits copies them, and its backward fills a second
+    [B, T, V] buffer with zeros (a quarter of a draft-model step). The last position gets an ignored label instead;
+    its gradient is exactly 0, so the weights trained are bit-for-bit the same.
     """
-    shifted = logits[:, :-1].reshape(-1, logits.size(-1)).float()
-    target = labels[:, 1:].reshape(-1)
-    total = F.cross_entropy(shifted, target, ignore_index=ignore_index, reduction="sum")
+    target = F.pad(labels[:, 1:], (0, 1), value=ignore_index).reshape(-1)
+    total = F.cross_entropy(logits.flatten(0, 1).float(), target, ignore_index=ignore_index, reduction="sum")
     if reduction == "sum":
         return total
     n = (target != ignore_index).sum()
@@ -101,10 +103,12 @@ def distill_rows(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kin
 # ---------------------------------------------------------------- top-k teacher (cached logits)
 def teacher_topk(teacher_logits: torch.Tensor, k: int, temperature: float = 1.0):
     """What the cache stores: the teacher's top-k log-probs at temperature tau (normalised over the FULL
-    vocabulary, so the tail mass 1 - sum(exp) is known) and their token ids. [N, V] -> ([N, k] float, [N, k] long)."""
-    logp = F.log_softmax(teacher_logits.float() / float(temperature), dim=-1)
-    values, indices = logp.topk(k, dim=-1)
-    return values, indices
+    vocabulary, so the tail mass 1 - sum(exp) is known) and their token ids. [N, V] -> ([N, k] float, [N, k] long).
+    The top-k of the logits are those of the log-probs; only they are normalised, not all V of them."""
+    x = teacher_logits.float()
+    x = x if float(temperature) == 1.0 else x / float(temperature)
+    values, indices = x.topk(k, dim=-1)
+    return values - torch.logsumexp(x, dim=-1, keepdim=True), indices
 
 
 def _log1mexp_sum(logp: torch.Tensor) -> torch.Tensor:
@@ -114,8 +118,54 @@ def _log1mexp_sum(logp: torch.Tensor) -> torch.Tensor:
     return tail.clamp(min=_LOG_FLOOR)
 
 
+class _TopkTail(torch.autograd.Function):
+    """Student log-probs of the teacher's top-k ids and of the merged rest: x [N, V], ids [N, k] -> ([N, k], [N]).
+
+    The plain autograd route (log_softmax, gather, scatter -inf, logsumexp over the rest) makes about ten [N, V]
+    temporaries between forward and backward; this makes two, which halves a distilled draft's step (its [N, V]
+    logits are 64x its hidden states). With q = softmax(x), Q = the rest's mass, G = sum of all incoming grads:
+        d/dx_j = g_top_j - q_j G                (j in the top-k)
+        d/dx_j = q_j (g_tail / Q - G)           (j in the rest)
+    The tail is floored at _LOG_FLOOR (an empty rest when k covers V); a floored tail passes no gradient.
+    tests/test_losses.py checks values and gradients against the plain route.
+    """
+
+    @staticmethod
+    def forward(ctx, x, ids):
+        m = x.amax(-1, keepdim=True)
+        e = (x - m).exp_()  # softmax numerators, shifted by the row max
+        z = e.sum(-1, keepdim=True)
+        e_top = e.gather(-1, ids)
+        e.scatter_(-1, ids, 0.0)  # e now holds the rest only
+        z_rest = e.sum(-1, keepdim=True)
+        log_z = z.log()
+        s_top = x.gather(-1, ids) - m - log_z  # from x, not log(e_top): exact where e_top underflows
+        s_tail = z_rest.log() - log_z
+        live = s_tail > _LOG_FLOOR
+        ctx.save_for_backward(e, ids, e_top, z, z_rest, live)
+        return s_top, torch.where(live, s_tail, _LOG_FLOOR).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, g_top, g_tail):
+        e, ids, e_top, z, z_rest, live = ctx.saved_tensors
+        g_tail = torch.where(live, g_tail[:, None], 0.0)
+        g_all = g_top.sum(-1, keepdim=True) + g_tail
+        grad = e * (torch.where(live, g_tail / z_rest, 0.0) - g_all / z)
+        grad.scatter_(-1, ids, g_top - e_top / z * g_all)
+        return grad, None
+
+
+def topk_tail_plain(x: torch.Tensor, ids: torch.Tensor):
+    """What _TopkTail computes, by plain autograd (log_softmax, gather, logsumexp of the rest with a floor column):
+    the reference its tests and benchmarks/bench_draft_losses.py compare it with."""
+    s = F.log_softmax(x, -1)
+    rest = s.scatter(-1, ids, float("-inf"))
+    floor = s.new_full((s.size(0), 1), _LOG_FLOOR)
+    return s.gather(-1, ids), torch.logsumexp(torch.cat([rest, floor], -1), -1)
+
+
 def topk_distributions(student_logits: torch.Tensor, t_values: torch.Tensor, t_indices: torch.Tensor,
-                       temperature: float = 1.0, mode: str = "tail"):
+                       temperature: float = 1.0, mode: str = "tail", fused: bool = True):
     """Student and teacher log-probs on the support the cached top-k allows.
 
     mode "tail": support = the k teacher ids plus one "everything else" bucket. Both distributions stay exact
@@ -125,21 +175,17 @@ def topk_distributions(student_logits: torch.Tensor, t_values: torch.Tensor, t_i
       mass; reverse KL and JSD also need the student's tail to be small (true once it imitates the teacher). Default.
     mode "renorm": support = the k ids only; both distributions are renormalised over them (as TRL's `top_k`).
       Equal to the full loss when k = V; biased when the teacher's tail is heavy.
-    Returns (s_logp, t_logp) of shape [N, k + 1] ("tail") or [N, k] ("renorm").
+    Returns (s_logp, t_logp) of shape [N, k + 1] ("tail") or [N, k] ("renorm"). fused=False: the student's tail
+    by topk_tail_plain (for comparisons).
     """
     tau = float(temperature)
+    x = student_logits.float()
+    x = x if tau == 1.0 else x / tau  # dividing by 1 would copy [N, V] for nothing
     if mode == "renorm":
-        s = F.log_softmax(student_logits.float().gather(-1, t_indices) / tau, dim=-1)
-        t = F.log_softmax(t_values.float(), dim=-1)
-        return s, t
+        return F.log_softmax(x.gather(-1, t_indices), dim=-1), F.log_softmax(t_values.float(), dim=-1)
     if mode != "tail":
         raise ValueError(f"unknown top-k mode {mode!r}; choose one of {', '.join(TOPK_MODES)}")
-    s_full = F.log_softmax(student_logits.float() / tau, dim=-1)
-    s_top = s_full.gather(-1, t_indices)
-    s_rest = s_full.scatter(-1, t_indices, float("-inf"))
-    # a constant floor column keeps logsumexp finite (and its gradient defined) when the top-k covers all of V
-    floor = s_full.new_full((s_full.size(0), 1), _LOG_FLOOR)
-    s_tail = torch.logsumexp(torch.cat([s_rest, floor], dim=-1), dim=-1)
+    s_top, s_tail = (_TopkTail.apply if fused else topk_tail_plain)(x, t_indices)
     t_tail = _log1mexp_sum(t_values.float())
     s = torch.cat([s_top, s_tail[:, None]], dim=-1)
     t = torch.cat([t_values.float(), t_tail[:, None]], dim=-1)

@@ -10,7 +10,8 @@ and then gated (gates.py). Layout of the output directory (default runs/<name>):
     <phase>/model/                     the phase's HF model (bf16 safetensors)
     <phase>/work/, stageN/, baseline/  checkpoints, logs, extra models (SFT stages, ablation, undistilled draft)
     <phase>/eval/results.json          lm-eval results of the phase model (+ samples/); evaluation.tasks picks
-                                       the tasks (default: the whole suite)
+                                       the tasks (default: the whole suite); with evaluation.gated_only, each
+                                       model gets only the tasks gates read from it (gated_tasks)
     <phase>/eval_plain/                evaluation.plain_tasks again without the chat template (gates: <task>@plain)
     <phase>/gate.json, gate.md         the gate report;  <phase>/done.json  marks a finished phase
     cpt|sft/forgetting.json, .md       items right in base and wrong now (and the reverse), McNemar (ablations.py)
@@ -66,12 +67,25 @@ class EvalSpec:
     ablation_tasks: list[str] | None = field(default=None, metadata={
         "help": "tasks of the single-stage SFT ablation model (default: the same as every phase model's); its "
                 "report reads soaes_domain_qa"})
+    gated_only: bool = field(default=False, metadata={
+        "help": "evaluate each model only on the tasks that gates read from it (of tasks and plain_tasks): a few "
+                "minutes less on 2 cores; `soaes-bench run` scores the final model on the whole suite"})
     limit: int | None = field(default=None, metadata={"help": "items per task (None = all)", "check": positive})
-    batch_size: int = field(default=8, metadata={"check": positive})
+    batch_size: int = field(default=8, metadata={"help": "sequences per scoring forward", "check": positive})
+    gen_batch_size: int = field(default=32, metadata={"help": "prompts per generation batch", "check": positive})
 
     def for_ablation(self) -> "EvalSpec":
         """What the single-stage model is evaluated on."""
         return self if self.ablation_tasks is None else replace(self, tasks=self.ablation_tasks, plain_tasks=[])
+
+    def for_model(self, read: set[str]) -> "EvalSpec | None":
+        """What a model whose results gates read `read` (task names, <task>@plain) is evaluated on; None: nothing."""
+        if not self.gated_only:
+            return self
+        plain = [t for t in self.plain_tasks if t + PLAIN in read]
+        read = {t for t in read if not t.endswith(PLAIN)}
+        tasks = sorted(read) if self.tasks is None else [t for t in self.tasks if t in read]
+        return replace(self, tasks=tasks, plain_tasks=plain) if tasks or plain else None
 
 
 @dataclass
@@ -88,6 +102,19 @@ class PipelineRecipe:
 
     def phases(self) -> list[str]:
         return [p for p in PHASES if getattr(self, p) is not None]
+
+
+def gated_tasks(r: PipelineRecipe, model: str) -> set[str]:
+    """Tasks that gates read from `model` ("base" or a phase): its own gates' tasks, and those of later gates
+    that compare with it (reference "base", "previous" of the next phase, or its name)."""
+    phases = r.phases()
+    read = set()
+    for i, p in enumerate(phases):
+        for c in getattr(r, p).gates:
+            before = phases[i - 1] if i else "base"
+            if p == model or c.reference == model or (c.reference == "previous" and before == model):
+                read.add(c.task)
+    return read - set(INTERNAL_TASKS)
 
 
 def _references_known(r: PipelineRecipe, phase: str) -> set[str]:
@@ -131,7 +158,7 @@ def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
     from soaes_bench.evaluation import writer
     from soaes_bench.training.model import load_model, load_tokenizer
 
-    runs = [(out, {"suite": spec.suite, "tasks": spec.tasks}, "")]
+    runs = [(out, {"suite": spec.suite, "tasks": spec.tasks}, "")] if spec.tasks != [] else []
     if spec.plain_tasks:
         runs.append((out.parent / PLAIN_DIR, {"tasks": spec.plain_tasks, "chat_template": "off"}, PLAIN))
     loaded, parts = None, []
@@ -140,13 +167,14 @@ def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
             res = read_json(where / "results.json")
         else:
             loaded = loaded or (load_model(model_dir), load_tokenizer(model_dir))
-            res = writer.write_run(evaluate_fn(*loaded, limit=spec.limit, batch_size=spec.batch_size, **kw), where)
+            res = writer.write_run(evaluate_fn(*loaded, limit=spec.limit, batch_size=spec.batch_size,
+                                               gen_batch_size=spec.gen_batch_size, **kw), where)
         parts.append({"tasks": {k + suffix: v for k, v in res.get("tasks", {}).items()},
                       "groups": {} if suffix else res.get("groups") or {}})
     return _merge(*parts)
 
 
-def _default_evaluate(model, tokenizer, **kw):  # suite, tasks, limit, batch_size, chat_template
+def _default_evaluate(model, tokenizer, **kw):  # suite, tasks, limit, batch_size, gen_batch_size, chat_template
     from soaes_bench.evaluation.run import evaluate
 
     return evaluate(model, tokenizer, **kw)
@@ -217,10 +245,11 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
             write_json(out / "timings.json", timings)
 
     refs: dict[str, dict] = {}
-    if r.evaluation is not None and any(c.reference == "base" for p in phases for c in getattr(r, p).gates):
+    base_spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, "base"))
+    if base_spec is not None and any(c.reference == "base" for p in phases for c in getattr(r, p).gates):
         t0 = time.perf_counter()
         cached = (out / "base" / "eval" / "results.json").is_file()
-        refs["base"] = on_main(acc, lambda: _evaluate(Path(r.init), r.evaluation, out / "base" / "eval", evaluate_fn))
+        refs["base"] = on_main(acc, lambda: _evaluate(Path(r.init), base_spec, out / "base" / "eval", evaluate_fn))
         if not cached:
             note_time("base_eval_s", round(time.perf_counter() - t0, 2))
     current, previous = Path(r.init), refs.get("base")
@@ -292,8 +321,9 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
         if "baseline" in summary:
             phase_refs["baseline"] = summary["baseline"].get("results", {})
     evaluated = {}
-    if r.evaluation is not None and phase != "distill":
-        evaluated = _evaluate(pdir / "model", r.evaluation, pdir / "eval", evaluate_fn)
+    spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, phase))
+    if spec is not None and phase != "distill":
+        evaluated = _evaluate(pdir / "model", spec, pdir / "eval", evaluate_fn)
         if phase == "sft" and cfg.single_stage:
             phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation.for_ablation(),
                                                    pdir / "single_stage" / "eval", evaluate_fn)
