@@ -95,7 +95,7 @@ def bench(a) -> dict:
     init = new_model(cfg.draft_size, tok, seed=0)
     batches = make_batches(cfg, len(tok), a.steps, seed=1)
     pairs = {"ce": (old_ce, lm_loss), "kd": (old_kd(cfg), make_kd_loss(cfg))}
-    print(f"draft {cfg.draft_size} of {a.recipe}: batch {cfg.train.batch_size} x {cfg.seq_len}, vocab {len(tok)}, "
+    print(f"{cfg.draft_size} model of {a.recipe}: batch {cfg.train.batch_size} x {cfg.seq_len}, vocab {len(tok)}, "
           f"top-k {cfg.top_k}; {a.steps} steps x {a.repeats} repeats each, {torch.get_num_threads()} thread(s)",
           flush=True)
     out = {}

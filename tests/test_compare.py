@@ -133,3 +133,17 @@ def test_cli_writes_output_by_suffix(tmp_path, capsys):
     assert cli.main(["compare", str(a), str(b), "--resamples", "50", "--output", str(tmp_path / "x.docx")]) == 2
     assert "unknown suffix" in capsys.readouterr().err
     assert cli.main(["compare", str(a), str(tmp_path / "missing.json")]) == 2
+
+
+def test_versions_1_and_1_0_are_the_same_version(tmp_path):
+    """pandas stores a task's int version as float in a frame whose group rows have none: 1 and 1.0 must match."""
+    import pandas as pd
+
+    from soaes_bench.reporting.compare import check_comparable
+
+    def frame(version):
+        return pd.DataFrame({"level": ["task"], "task": ["t"], "config_sha256": ["x"], "version": [version]})
+
+    check_comparable(frame(1), frame(1.0), tmp_path / "a", tmp_path / "b")  # no error
+    with pytest.raises(UserError, match="task version differs"):
+        check_comparable(frame(1), frame(2.0), tmp_path / "a", tmp_path / "b")

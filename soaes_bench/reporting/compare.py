@@ -42,6 +42,14 @@ def _labels(frames: list[pd.DataFrame], paths: list[Path]) -> list[str]:
     return labels
 
 
+def _same(v) -> str:
+    """A version as compared: 1 and 1.0 are one version (a frame whose group rows have none stores it as float)."""
+    try:
+        return repr(float(v))
+    except (TypeError, ValueError):
+        return str(v)
+
+
 def check_comparable(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_path: Path) -> None:
     """UserError when a task shared by both runs has a different config hash or version."""
     a = ref[ref.level == "task"].drop_duplicates("task").set_index("task")
@@ -49,7 +57,7 @@ def check_comparable(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_p
     for task in a.index.intersection(b.index):
         for field in ("config_sha256", "version"):
             va, vb = a.at[task, field], b.at[task, field]
-            if pd.notna(va) and pd.notna(vb) and str(va) != str(vb):
+            if pd.notna(va) and pd.notna(vb) and _same(va) != _same(vb):
                 raise UserError(f"{task}: task {field} differs ({va} in {ref_path}, {vb} in {run_path}); the runs "
                                 f"measured different things: rerun both with the same tasks or pass --force")
 
