@@ -15,16 +15,12 @@ Printed: median step seconds of each, the ratio old / new with a 95% bootstrap C
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-from bench_training import bootstrap_median_ci  # same directory: the benchmarks share one CI helper
+from bench_training import bootstrap_median_ci, side_by_side_main  # same directory: shared helpers
 
 
 def old_ce(model, batch):
@@ -59,7 +55,7 @@ def run_steps(model, loss_fn, batches) -> tuple[float, float, object]:
         (total / n).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return time.perf_counter() - t0, float(total) / n, model
+    return time.perf_counter() - t0, float(total.detach()) / n, model
 
 
 def make_batches(cfg, vocab: int, steps: int, seed: int) -> list[dict]:
@@ -119,22 +115,7 @@ def bench(a) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default="training/recipes/reference.yaml", help="pipeline recipe with a distill block")
-    p.add_argument("--steps", type=int, default=5, help="optimizer steps per run")
-    p.add_argument("--repeats", type=int, default=5, help="runs of each variant")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--json", default=None, help="also write all numbers here")
-    a = p.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if a.threads is None:
-        import torch
-
-        a.threads = torch.get_num_threads()
-    results = bench(a)
-    if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
-    return 0
+    return side_by_side_main(argv, __doc__.splitlines()[0], bench, "pipeline recipe with a distill block", steps=5, repeats=5)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,14 @@ median ratio random / grouped with a 95% bootstrap CI over the repeats.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import json
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_training import bootstrap_median_ci  # same directory: the benchmarks share one CI helper
+from bench_training import bootstrap_median_ci, side_by_side_main  # same directory: shared helpers
 
 
 def padded_tokens(stream, lengths, batch: int, steps: int) -> tuple[int, int]:
@@ -87,22 +84,7 @@ def bench_grouping(a) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default="training/recipes/reference.yaml", help="pipeline recipe with an sft block")
-    p.add_argument("--steps", type=int, default=20, help="steps per run")
-    p.add_argument("--repeats", type=int, default=3, help="runs of each setting")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--json", default=None, help="also write all numbers here")
-    a = p.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if a.threads is None:
-        import torch
-
-        a.threads = torch.get_num_threads()
-    results = bench_grouping(a)
-    if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
-    return 0
+    return side_by_side_main(argv, __doc__.splitlines()[0], bench_grouping, "pipeline recipe with an sft block", steps=20, repeats=3)
 
 
 if __name__ == "__main__":

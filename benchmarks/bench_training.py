@@ -62,6 +62,26 @@ def bootstrap_median_ci(values: list[float], n: int = 2000, seed: int = 0) -> tu
     return float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))
 
 
+def side_by_side_main(argv, description: str, bench, recipe_help: str, steps: int, repeats: int) -> int:
+    """The command line the recipe-driven A/B benchmarks share: --recipe, --steps, --repeats, --threads, --json."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--recipe", default="training/recipes/reference.yaml", help=recipe_help)
+    p.add_argument("--steps", type=int, default=steps, help="optimizer steps per run")
+    p.add_argument("--repeats", type=int, default=repeats, help="runs of each variant")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--json", default=None, help="also write all numbers here")
+    a = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if a.threads is None:
+        import torch
+
+        a.threads = torch.get_num_threads()
+    results = bench(a)
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    return 0
+
+
 def summary(values: list[float]) -> str:
     return f"median {statistics.median(values):,.1f} (min {min(values):,.1f}, max {max(values):,.1f})"
 
