@@ -177,3 +177,14 @@ def test_chunked_equals_unchunked_values_and_gradients(kind):
         value = L.chunked_rows_sum(logits, None, fn, *args, chunk_size=size)
         torch.testing.assert_close(value, full)
         torch.testing.assert_close(torch.autograd.grad(value, logits)[0], gl)
+
+
+def test_causal_lm_loss_gradient_equals_the_sliced_form_bit_for_bit():
+    """Shifting the labels (one ignored label at the end) instead of slicing the logits changes no gradient bit."""
+    logits = _logits(n=3 * 7, v=11, seed=23).view(3, 7, 11).requires_grad_()
+    labels = torch.randint(0, 11, (3, 7), generator=torch.Generator().manual_seed(24))
+    labels[1, :4] = L.IGNORE
+    (g,) = torch.autograd.grad(L.causal_lm_loss(logits, labels, reduction="sum"), logits)
+    sliced = F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), reduction="sum")
+    (gs,) = torch.autograd.grad(sliced, logits)
+    assert torch.equal(g, gs) and g[:, -1].abs().sum() == 0
