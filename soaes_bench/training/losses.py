@@ -91,12 +91,18 @@ def divergence(s_logp: torch.Tensor, t_logp: torch.Tensor, kind: str, beta: floa
     return beta * kl_t + (1 - beta) * kl_s
 
 
+def soften(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """float32 logits / tau; at tau = 1 the logits themselves (dividing by 1 would copy [N, V] for nothing)."""
+    x = logits.float()
+    return x if float(temperature) == 1.0 else x / float(temperature)
+
+
 def distill_rows(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str = "forward_kl",
                  beta: float = 0.5, temperature: float = 1.0) -> torch.Tensor:
     """Full-vocabulary distillation loss per row: logits [N, V] each -> tau^2 * divergence [N]."""
     tau = float(temperature)
-    s = F.log_softmax(student_logits.float() / tau, dim=-1)
-    t = F.log_softmax(teacher_logits.float() / tau, dim=-1)
+    s = F.log_softmax(soften(student_logits, tau), dim=-1)
+    t = F.log_softmax(soften(teacher_logits, tau), dim=-1)
     return tau * tau * divergence(s, t, kind, beta)
 
 
@@ -105,8 +111,7 @@ def teacher_topk(teacher_logits: torch.Tensor, k: int, temperature: float = 1.0)
     """What the cache stores: the teacher's top-k log-probs at temperature tau (normalised over the FULL
     vocabulary, so the tail mass 1 - sum(exp) is known) and their token ids. [N, V] -> ([N, k] float, [N, k] long).
     The top-k of the logits are those of the log-probs; only they are normalised, not all V of them."""
-    x = teacher_logits.float()
-    x = x if float(temperature) == 1.0 else x / float(temperature)
+    x = soften(teacher_logits, temperature)
     values, indices = x.topk(k, dim=-1)
     return values - torch.logsumexp(x, dim=-1, keepdim=True), indices
 
@@ -178,9 +183,7 @@ def topk_distributions(student_logits: torch.Tensor, t_values: torch.Tensor, t_i
     Returns (s_logp, t_logp) of shape [N, k + 1] ("tail") or [N, k] ("renorm"). fused=False: the student's tail
     by topk_tail_plain (for comparisons).
     """
-    tau = float(temperature)
-    x = student_logits.float()
-    x = x if tau == 1.0 else x / tau  # dividing by 1 would copy [N, V] for nothing
+    x = soften(student_logits, temperature)
     if mode == "renorm":
         return F.log_softmax(x.gather(-1, t_indices), dim=-1), F.log_softmax(t_values.float(), dim=-1)
     if mode != "tail":
