@@ -32,6 +32,8 @@ def old_ce(model, batch):
 
 
 def old_kd(cfg):
+    """The KD loss as it was: no tau^2 factor and no cross-entropy mix, so it equals make_kd_loss only at
+    temperature 1 and ce_weight 0 (the reference recipe's settings; main refuses others)."""
     from soaes_bench.training import losses as L
 
     def loss_fn(model, batch):
@@ -87,6 +89,9 @@ def bench(a) -> dict:
     torch.set_num_threads(a.threads)
     recipe = load_dataclass(PipelineRecipe, a.recipe)
     cfg = recipe.distill
+    if cfg is None or cfg.temperature != 1.0 or cfg.ce_weight != 0.0:
+        raise SystemExit(f"{a.recipe}: distill: this benchmark needs a distill block with temperature 1 and ce_weight 0 "
+                         "(the old loss it times had neither)")
     tok = load_tokenizer(recipe.tokenizer)
     init = new_model(cfg.draft_size, tok, seed=0)
     batches = make_batches(cfg, len(tok), a.steps, seed=1)

@@ -51,15 +51,13 @@ MEM_VARIANTS = {
 
 
 # ---------------------------------------------------------------- statistics
-def bootstrap_median_ci(values: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    import numpy as np
+def bootstrap_median_ci(values: list[float]) -> tuple[float, float]:
+    """95% bootstrap CI of the median of repeated ratios (the profiles' statistic; one value: itself)."""
+    from soaes_bench.reporting.stats import median_ci
 
-    a = np.asarray(values, dtype=float)
-    if len(a) < 2:
-        return float(a[0]), float(a[0])
-    rng = np.random.default_rng(seed)
-    meds = np.median(a[rng.integers(0, len(a), size=(n, len(a)))], axis=1)
-    return float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))
+    m = median_ci(values)
+    lo, hi = m["ci"] or (m["median"], m["median"])
+    return lo, hi
 
 
 def side_by_side_main(argv, description: str, bench, recipe_help: str, steps: int, repeats: int) -> int:

@@ -92,12 +92,6 @@ def test_greedy_agreement():
         acc.greedy_agreement(t, d[:, :1])
 
 
-def test_median_ci():
-    m = acc.median_ci([3.0, 1.0, 2.0, 10.0, 2.5])
-    assert m["median"] == 2.5 and m["ci"][0] <= 2.5 <= m["ci"][1] and 1.0 <= m["ci"][0] and m["ci"][1] <= 10.0
-    assert acc.median_ci([4.0])["ci"] is None and acc.median_ci([])["median"] is None
-
-
 # the rejection rule ------------------------------------------------------------------------------------------
 P = torch.tensor([0.5, 0.2, 0.2, 0.1, 0.0])
 Q = torch.tensor([0.1, 0.1, 0.3, 0.2, 0.3])

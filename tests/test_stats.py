@@ -139,3 +139,9 @@ def test_paired_bleu_bootstrap_recomputes_corpus_bleu_on_each_resample():
              - bleu4([a_pairs[i][0] for i in row], [a_pairs[i][1] for i in row]) for row in idx]
     assert (res.diff_low, res.diff_high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])), abs=1e-9)
     assert res.diff_low > 0
+
+
+def test_median_ci():
+    m = stats.median_ci([3.0, 1.0, 2.0, 10.0, 2.5])
+    assert m["median"] == 2.5 and m["ci"][0] <= 2.5 <= m["ci"][1] and 1.0 <= m["ci"][0] and m["ci"][1] <= 10.0
+    assert stats.median_ci([4.0])["ci"] is None and stats.median_ci([])["median"] is None

@@ -1,6 +1,7 @@
 """The micro pipeline end to end on tiny data: phases, gates, exit codes, --resume, --only; plus distill pieces."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,14 +123,15 @@ def _fake_evaluate(root, calls):
     from soaes_bench.training.loop import mean_block_loss
 
     def fake_evaluate(model, tokenizer, suite=None, tasks=None, limit=None, batch_size=8, chat_template="auto",
-                      gen_batch_size=32):
+                      gen_batch_size=32, model_info=None):
         blocks, _ = D.packed_corpus(root / "domain.jsonl", tokenizer, 32, seed=9)
         bpt = mean_block_loss(model, blocks[:8]) / math.log(2) + (chat_template == "off")
-        calls.append({"value": bpt, "tasks": tasks, "chat_template": chat_template})
+        calls.append({"value": bpt, "tasks": tasks, "chat_template": chat_template, "model": model_info})
         names = tasks or ["soaes_domain_bpb"]
         task = {"group": "soaes_domain", "n": 8, "higher_is_better": {"bits_per_byte": False},
                 "metrics": {"bits_per_byte": {"value": bpt, "stderr": None}}}
         return {"schema": "soaes-bench/results", "schema_version": 1, "suite": suite or "custom", "limit": limit,
+                "model": model_info,
                 "tasks": {n: dict(task, samples=f"samples/{n}.jsonl") for n in names}, "groups": {},
                 "sample_rows": {n: [{"id": "x", "doc_id": 0, "metrics": {}}] for n in names}}
 
@@ -152,6 +154,14 @@ def test_pipeline_evaluates_base_and_gates_against_it(world, tmp_path):
     assert (out / "base" / "eval" / "results.json").is_file() and (out / "cpt" / "eval" / "samples").is_dir()
     check = json.loads((out / "cpt" / "gate.json").read_text())["checks"][0]
     assert check["reference_value"] == pytest.approx(values[0]) and check["value"] == pytest.approx(values[1])
+    # each results file names the weights it measured
+    from soaes_bench.io import sha256_files
+
+    for call, model_dir in zip(calls, (r["init"], out / "cpt" / "model")):
+        assert call["model"]["weights_sha256"] == sha256_files(sorted(Path(model_dir).glob("*.safetensors")))
+        assert call["model"]["name"] == str(model_dir)
+    written = json.loads((out / "cpt" / "eval" / "results.json").read_text())["model"]
+    assert written["weights_sha256"] == calls[1]["model"]["weights_sha256"]
 
 
 def test_plain_tasks_are_scored_without_chat_template_and_gated_as_task_at_plain(world, tmp_path):
@@ -225,6 +235,7 @@ def test_gated_only_evaluates_each_model_on_what_gates_read_from_it(world, tmp_p
         (["soaes_domain_bpb"], "auto"), (["soaes_domain_bpb"], "off"),
         (["soaes_domain_qa", "soaes_domain_bpb"], "auto"), (["soaes_domain_bpb"], "off"),
         (["soaes_domain_qa"], "auto"), (["soaes_domain_mc"], "off")]
+    assert json.loads((tmp_path / "run" / "sft" / "gate.json").read_text())["results"].endswith("sft/eval/results.json")
     # a model read only as plain text gets no chat-template run; a model nothing reads gets no run at all
     spec = EvalSpec(tasks=["x", "y"], plain_tasks=["y"], gated_only=True)
     assert (spec.for_model({"y@plain"}).tasks, spec.for_model({"y@plain"}).plain_tasks) == ([], ["y"])
@@ -233,3 +244,14 @@ def test_gated_only_evaluates_each_model_on_what_gates_read_from_it(world, tmp_p
     spec = EvalSpec(tasks=["x", "y"], plain_tasks=["y"])
     assert spec.for_model({"x"}) is spec
 
+
+def test_gate_report_names_the_plain_results_when_the_model_has_no_other(world, tmp_path):
+    root, tok, r = world
+    rec = {"name": "p", "init": r["init"], "tokenizer": r["tokenizer"],
+           "cpt": dict(r["cpt"], gates=[{"name": "a", "task": "soaes_domain_bpb@plain", "metric": "bits_per_byte",
+                                         "op": "<", "reference": "base", "margin": 9}]),
+           "evaluation": {"tasks": ["soaes_domain_bpb"], "plain_tasks": ["soaes_domain_bpb"], "gated_only": True}}
+    out = tmp_path / "run"
+    assert run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=_fake_evaluate(root, [])) == 0
+    source = json.loads((out / "cpt" / "gate.json").read_text())["results"]
+    assert source == str(out / "cpt" / "eval_plain" / "results.json") and not (out / "cpt" / "eval").exists()

@@ -15,6 +15,8 @@ reproducible and match a plain numpy implementation with the same seed.
 from __future__ import annotations
 
 import math
+import random
+import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -149,6 +151,24 @@ def normal_diff_ci(a: float, se_a: float, b: float, se_b: float, confidence: flo
     z = float(norm.ppf(0.5 + confidence / 2.0))
     half = z * math.sqrt(se_a**2 + se_b**2)
     return (b - a) - half, (b - a) + half
+
+
+# Repeated timings ------------------------------------------------------------------------------------------------
+def median_ci(values: Sequence[float], level: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict:
+    """Median with a bootstrap percentile CI, for repeated timings and speed ratios (profiles, benchmarks): a noisy
+    machine's runs are summarised by their median; few repeats give a wide, honest interval; one value gives none.
+    (A seeded random.Random over a list: the profiles committed under reports/ were made with exactly this draw.)"""
+    vals = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return {"median": None, "ci": None, "n": 0, "values": []}
+    med = statistics.median(vals)
+    if len(vals) < 2:
+        return {"median": med, "ci": None, "n": 1, "values": vals}
+    rng = random.Random(seed)
+    boots = sorted(statistics.median(rng.choices(vals, k=len(vals))) for _ in range(resamples))
+    lo = boots[int((1 - level) / 2 * (resamples - 1))]
+    hi = boots[int((1 + level) / 2 * (resamples - 1))]
+    return {"median": med, "ci": [lo, hi], "n": len(vals), "values": vals}
 
 
 # McNemar ---------------------------------------------------------------------------------------------------------

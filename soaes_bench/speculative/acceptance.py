@@ -10,9 +10,6 @@ is estimated by token_acceptance_rate (not accepted/proposed, which is biased lo
 
 from __future__ import annotations
 
-import math
-import random
-import statistics
 from typing import Iterable, Sequence
 
 import torch
@@ -138,25 +135,6 @@ def greedy_agreement(target_logits: torch.Tensor, draft_logits: torch.Tensor, ma
         n = int(mask.sum())
         return float((agree & mask).sum()) / n if n else float("nan")
     return float(agree.float().mean())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Statistics for repeated timings
-
-
-def median_ci(values: Sequence[float], level: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict:
-    """Median with a bootstrap percentile CI (few repeats give a wide, honest interval; one value gives none)."""
-    vals = [float(v) for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return {"median": None, "ci": None, "n": 0, "values": []}
-    med = statistics.median(vals)
-    if len(vals) < 2:
-        return {"median": med, "ci": None, "n": 1, "values": vals}
-    rng = random.Random(seed)
-    boots = sorted(statistics.median(rng.choices(vals, k=len(vals))) for _ in range(resamples))
-    lo = boots[int((1 - level) / 2 * (resamples - 1))]
-    hi = boots[int((1 + level) / 2 * (resamples - 1))]
-    return {"median": med, "ci": [lo, hi], "n": len(vals), "values": vals}
 
 
 # ---------------------------------------------------------------------------------------------------------------

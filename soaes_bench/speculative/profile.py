@@ -55,6 +55,7 @@ from pathlib import Path
 import torch
 
 from soaes_bench.errors import UserError
+from soaes_bench.reporting.stats import median_ci
 from soaes_bench.speculative import acceptance as acc
 from soaes_bench.speculative.decode import eos_ids, speculative_generate, target_generate
 from soaes_bench.speculative.prompts import encode, load_long_text, long_contexts
@@ -145,7 +146,7 @@ def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: 
     for key, vals in (("speedup", speed), ("target_tokens_per_s", tps["target"]),
                       ("spec_tokens_per_s", tps["spec"]), ("hf_assisted_tokens_per_s", tps["hf_assisted"]),
                       ("hf_target_tokens_per_s", tps["hf_target"]), ("ours_over_hf", ours_hf)):
-        m = acc.median_ci([x for x in vals if x is not None], seed=seed)
+        m = median_ci([x for x in vals if x is not None], seed=seed)
         out[key], out[f"{key}_ci"] = m["median"], m["ci"]
     out["measured_over_predicted"] = _ratio(out["speedup"], out["predicted_speedup"])
     # what a loop with zero per-round overhead would reach with the measured tau (no i.i.d. assumption) and costs

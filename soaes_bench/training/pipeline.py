@@ -156,7 +156,7 @@ def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
     """lm-eval results of model_dir (read back from out/results.json when present), plus the plain-text run of
     spec.plain_tasks in <out>/../eval_plain/ with its task names suffixed by PLAIN."""
     from soaes_bench.evaluation import writer
-    from soaes_bench.training.model import load_model, load_tokenizer
+    from soaes_bench.evaluation.run import load_model
 
     runs = [(out, {"suite": spec.suite, "tasks": spec.tasks}, "")] if spec.tasks != [] else []
     if spec.plain_tasks:
@@ -166,15 +166,16 @@ def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
         if (where / "results.json").is_file():
             res = read_json(where / "results.json")
         else:
-            loaded = loaded or (load_model(model_dir), load_tokenizer(model_dir))
-            res = writer.write_run(evaluate_fn(*loaded, limit=spec.limit, batch_size=spec.batch_size,
-                                               gen_batch_size=spec.gen_batch_size, **kw), where)
+            model, tokenizer, info = loaded = loaded or load_model(model_dir)  # info: path and weights sha256
+            info = dict(info, name=str(model_dir))  # "runs/x/sft/model", not "model": reports label models by name
+            res = writer.write_run(evaluate_fn(model, tokenizer, limit=spec.limit, batch_size=spec.batch_size,
+                                               gen_batch_size=spec.gen_batch_size, model_info=info, **kw), where)
         parts.append({"tasks": {k + suffix: v for k, v in res.get("tasks", {}).items()},
                       "groups": {} if suffix else res.get("groups") or {}})
     return _merge(*parts)
 
 
-def _default_evaluate(model, tokenizer, **kw):  # suite, tasks, limit, batch_size, gen_batch_size, chat_template
+def _default_evaluate(model, tokenizer, **kw):  # suite, tasks, limit, batch_size, gen_batch_size, chat_template, model_info
     from soaes_bench.evaluation.run import evaluate
 
     return evaluate(model, tokenizer, **kw)
@@ -330,8 +331,10 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
     results = _merge(evaluated, internal)
     write_json(pdir / PHASE_METRICS, results)
     write_json(pdir / "summary.json", summary)
-    report = evaluate_gate(phase, cfg.gates, results, phase_refs,
-                           str(pdir / "eval" / "results.json") if evaluated else str(pdir / PHASE_METRICS))
+    # the gate's source: the phase model's lm-eval results (its plain-text run when gated_only asked for no other)
+    source = next((f for f in (pdir / "eval" / "results.json", pdir / PLAIN_DIR / "results.json")
+                   if evaluated and f.is_file()), pdir / PHASE_METRICS)
+    report = evaluate_gate(phase, cfg.gates, results, phase_refs, str(source))
     write_gate(report, pdir)
     write_json(pdir / "done.json", {"phase": phase, "settings": json.loads(json.dumps(asdict(cfg))),
                                     "gate_passed": report["passed"]})
