@@ -52,7 +52,7 @@ reports: install
 	$(BIN)/soaes-bench plot reports/base reports/reference/cpt/eval reports/baseline --kind phases --output reports/figures
 	$(BIN)/soaes-bench plot reports/profile_undistilled/profile.json reports/profile_steady/profile.json --kind distillation --output reports/figures
 
-# The reference pipeline (CPT -> progressive SFT -> distillation, 15-18 minutes on 2 cores, by CPU and load; on the CPU type
+# The reference pipeline (CPT -> progressive SFT -> distillation, about 15 minutes on 2 cores, 18 in a slow spell; on the CPU type
 # that made them it reproduces the shipped target and drafts bit for bit) and its committed reports (gates,
 # forgetting, ablations, evaluations, figures).
 REFERENCE_EVALS := base cpt sft sft/single_stage
