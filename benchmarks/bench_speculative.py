@@ -4,7 +4,9 @@
     .venv/bin/python benchmarks/bench_speculative.py --target DIR --draft DIR --undistilled-draft DIR
     .venv/bin/python benchmarks/bench_speculative.py --random-pair /tmp/pair   # timing check without trained models
 
-Prints, greedy decoding, medians over repeats with bootstrap 95% CIs. Every generation runs to --max-new-tokens
+Prints, greedy decoding, medians over repeats with the profiler's order-statistic CIs of the median, each labelled
+with its real level (6 repeats, the default: [min, max] at 96.9%; 3 repeats: 75%). Every generation runs to
+--max-new-tokens
 (EOS ignored, `profile --ignore-eos`): Leviathan's formula predicts steady-state decoding, while the embedded target
 answers in 7-30 tokens, so with --stop-at-eos prefill is a large share of each timed call (README, profile).
   1. measured / predicted speedup at the best gamma (goal >= 0.85): measured = speculative / target-only tokens/s
@@ -12,7 +14,8 @@ answers in 7-30 tokens, so with --stop-at-eos prefill is a large share of each t
      forward timed inside a round, timing.round_ms) and the measured per-token alpha
      a = accepted / (accepted + rejections) (acceptance.token_acceptance_rate);
   2. our speculative tokens/s / HF assisted generation tokens/s at that gamma (goal >= 1.0);
-  3. distilled / undistilled per-token alpha at that gamma, same prompts (goal >= 1.2; needs --undistilled-draft);
+  3. distilled / undistilled per-token alpha at that gamma, same prompts (goal >= 1.2; needs --undistilled-draft),
+     with a paired percentile-bootstrap 95% CI over the prompts (not over repeats: greedy alpha does not vary);
   4. greedy losslessness: share of speculative generations identical to target-only (goal 100%).
 --random-pair DIR writes an untrained 8x384 target (the reference size, shared 12k tokenizer) and a draft that is its
 truncated copy (embeddings + first layer + head), with the deeper layers' output projections scaled by
@@ -80,10 +83,14 @@ def ratio_ci(a: list[tuple[int, int]], b: list[tuple[int, int]], resamples: int 
     return (pooled(a) / den if den else float("inf")), ci, pooled(a), den
 
 
-def _ci(x, ci, spec=".2f") -> str:
+def _ci(x, ci, spec=".2f", level=None) -> str:
+    """Value [low, high] with its level, e.g. "0.93 [0.92, 1.02] (75% CI)"; level None: the caller names it."""
+    from soaes_bench.reporting.stats import level_label
+
     if x is None:
         return "n/a"
-    return f"{x:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else f"{x:{spec}}"
+    tag = f" ({level_label(level)} CI)" if level is not None else ""
+    return f"{x:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]{tag}" if ci else f"{x:{spec}}"
 
 
 def _verdict(ok) -> str:
@@ -106,7 +113,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stop-at-eos", action="store_true",
                     help="stop generations at EOS (end to end, as users see it) instead of always generating "
                          "--max-new-tokens (steady-state decoding, what the predicted speedup models)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=6,
+                    help="timed repeats (6: [min, max] is a 96.9%% CI of the median; 3 only 75%%)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="auto = bfloat16 where the device has native bf16 math (models.resolve_dtype)")
@@ -145,12 +153,14 @@ def main(argv=None) -> int:
           f"tok/s, HF target-only {top['hf_target_tokens_per_s']:.1f} tok/s")
     mp = s["measured_over_predicted"]
     mp_ci = [c / s["predicted_speedup"] for c in s["speedup_ci"]] if s["speedup_ci"] else None
-    print(f"1. measured/predicted speedup at best gamma={g}: {_ci(mp, mp_ci)} (measured "
-          f"{_ci(s['speedup'], s['speedup_ci'])}x, predicted {s['predicted_speedup']:.2f}x, with verify cost "
+    lv = s.get("ci_level")
+    print(f"1. measured/predicted speedup at best gamma={g}: {_ci(mp, mp_ci, level=lv)} (measured "
+          f"{_ci(s['speedup'], s['speedup_ci'])}x, same CI level, predicted {s['predicted_speedup']:.2f}x, "
+          f"with verify cost "
           f"{s['predicted_speedup_verify']:.2f}x)   goal >= 0.85  {_verdict(mp >= 0.85)}")
     print(f"   loop efficiency (measured / (tau / (gamma c + verify cost)), no i.i.d. assumption): "
           f"{s['loop_efficiency']:.2f}")
-    print(f"2. ours / HF assisted tokens/s at gamma={g}: {_ci(s['ours_over_hf'], s['ours_over_hf_ci'])}   "
+    print(f"2. ours / HF assisted tokens/s at gamma={g}: {_ci(s['ours_over_hf'], s['ours_over_hf_ci'], level=lv)}   "
           f"goal >= 1.0  {_verdict(s['ours_over_hf'] >= 1.0)}")
     if args.undistilled_draft:
         from soaes_bench.training.model import load_model
@@ -162,8 +172,8 @@ def main(argv=None) -> int:
         dist = alpha_per_prompt(target, draft, ids, g, args.max_new_tokens, eos)
         base = alpha_per_prompt(target, und, ids, g, args.max_new_tokens, eos)
         r, ci, a1, a0 = ratio_ci(dist, base)
-        print(f"3. distilled / undistilled alpha (per token) at gamma={g}: {_ci(r, ci)} ({a1:.3f} vs {a0:.3f}, "
-              f"{len(ids)} prompts)   goal >= 1.2  {_verdict(r >= 1.2)}")
+        print(f"3. distilled / undistilled alpha (per token) at gamma={g}: {_ci(r, ci)} (bootstrap 95% CI over "
+              f"prompts; {a1:.3f} vs {a0:.3f}, {len(ids)} prompts)   goal >= 1.2  {_verdict(r >= 1.2)}")
     else:
         print("3. distilled / undistilled alpha: skipped (pass --undistilled-draft DIR)")
     flags = [x["lossless"] for x in rep["settings"] if x["category"] != "all" and x["lossless"] is not None]

@@ -188,3 +188,47 @@ def test_causal_lm_loss_gradient_equals_the_sliced_form_bit_for_bit():
     sliced = F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), reduction="sum")
     (gs,) = torch.autograd.grad(sliced, logits)
     assert torch.equal(g, gs) and g[:, -1].abs().sum() == 0
+
+
+# ---------------------------------------------------------------- held-out top1_agreement and its standard error
+def test_clustered_rate_hand_values():
+    from soaes_bench.training.distill import clustered_rate
+
+    # equal blocks: r = 8/12; residuals a - r t = 1/3, -5/3, 4/3 -> squares sum 42/9; * 3/2 = 7 -> sqrt(7) / 12
+    r, se = clustered_rate([3, 1, 4], [4, 4, 4])
+    assert r == pytest.approx(2 / 3) and se == pytest.approx(math.sqrt(7) / 12)
+    # unequal blocks: r = 0.7; residuals 0.6, -2.1, 1.5 -> 7.02 * 3/2 = 10.53 -> sqrt(10.53) / 10
+    r, se = clustered_rate([2, 0, 5], [2, 3, 5])
+    assert r == pytest.approx(0.7) and se == pytest.approx(math.sqrt(10.53) / 10)
+    assert clustered_rate([3], [4]) == (0.75, None)  # one block: no spread to estimate
+    with pytest.raises(ValueError):
+        clustered_rate([1, 2], [3])
+
+
+def test_clustered_rate_is_wider_when_blocks_agree_together():
+    """10 blocks of 50 tokens, 5 agreeing on every token and 5 on none: 10 independent units, not 500; the
+    token-level binomial SE sqrt(r (1 - r) / 500) = 0.022 understates it about sqrt(50) times."""
+    from soaes_bench.training.distill import clustered_rate
+
+    r, se = clustered_rate([50] * 5 + [0] * 5, [50] * 10)
+    binomial = math.sqrt(r * (1 - r) / 500)
+    assert r == 0.5 and se == pytest.approx(math.sqrt(10 / 9 * 10 * 25 ** 2) / 500)  # = 1/6
+    assert se > 7 * binomial
+    # tokens spread evenly over blocks (each block at the pooled rate): no between-block variance
+    assert clustered_rate([25] * 10, [50] * 10) == (0.5, 0.0)
+
+
+def test_heldout_agreement_uses_blocks_as_units():
+    from soaes_bench.speculative.acceptance import greedy_agreement
+    from soaes_bench.speculative.models import make_qwen2
+    from soaes_bench.training.distill import clustered_rate, heldout_metrics
+
+    teacher, draft = make_qwen2(40, 1, 16, seed=0), make_qwen2(40, 1, 16, seed=1)
+    blocks = torch.randint(0, 40, (5, 9), generator=torch.Generator().manual_seed(0))
+    m = heldout_metrics(draft, teacher, blocks, batch=2)["tasks"]["draft_heldout"]
+    with torch.no_grad():
+        s, t = draft(input_ids=blocks).logits[:, :-1], teacher(input_ids=blocks).logits[:, :-1]
+    hits = [round(greedy_agreement(t[i], s[i]) * 8) for i in range(5)]
+    r, se = clustered_rate(hits, [8] * 5)
+    assert m["n"] == 40 and m["metrics"]["top1_agreement"]["value"] == pytest.approx(greedy_agreement(t, s))
+    assert m["metrics"]["top1_agreement"] == pytest.approx({"value": r, "stderr": se})

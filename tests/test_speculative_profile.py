@@ -45,6 +45,8 @@ def test_profile_api_numbers(pair, tok):
         assert s["speedup"] == pytest.approx(s["spec_tokens_per_s"] / s["target_tokens_per_s"], rel=0.5)
         assert s["predicted_speedup"] is not None and s["c"] > 0
         assert len(s["acceptance_by_position"]) == s["gamma"] and s["hf_assisted_tokens_per_s"] is None
+        assert len(s["speedup_values"]) == 2 and s["ci_level"] == 0.5 and s["hf_assisted_tokens_per_s_values"] is None
+    assert rep["summary"]["ci_level"] == 0.5
     assert rep["settings"][-1]["context"] == 24
     assert [c["context"] for c in rep["costs"]] == sorted(c["context"] for c in rep["costs"])
     # outputs: one row per prompt and setting (3 short prompts x 2 gammas + 2 long windows x 1 gamma)
@@ -196,7 +198,9 @@ def test_aggregate_hand_values():
     s = aggregate(runs, "domain", 20, 2, costs, 0.0)
     # repeat 0: target 20 tok / 2 s = 10 tok/s, spec 20 / 1 s = 20 -> speedup 2; repeat 1: 5 and 20/3 -> 4/3
     assert s["target_tokens_per_s"] == pytest.approx(7.5) and s["spec_tokens_per_s"] == pytest.approx(40 / 3)
-    assert s["speedup"] == pytest.approx((2 + 4 / 3) / 2) and s["speedup_ci"][0] >= 4 / 3 - 1e-9
+    assert s["speedup"] == pytest.approx((2 + 4 / 3) / 2) and s["speedup_ci"] == pytest.approx([4 / 3, 2])
+    # 2 repeats: [min, max] brackets the median with probability 1 - 2 / 2^2, and says so
+    assert s["speedup_values"] == pytest.approx([2, 4 / 3]) and s["ci_level"] == 0.5
     # records: proposed 11, accepted 6; tau = (3 + 2 + 1 + 3 + 1 + 2) / 6
     # per-token alpha: 6 accepted, 4 rounds with a rejection
     assert s["alpha"] == pytest.approx(6 / 11) and s["alpha_token"] == pytest.approx(0.6)
@@ -213,3 +217,69 @@ def test_aggregate_hand_values():
                 {"category": "x", "gamma": 2, "speedup": 1.5}, {"category": "y", "gamma": 2, "speedup": 0.8},
                 {"category": "z", "gamma": 3, "speedup": 9.0}]
     assert pick_best(settings, ["x", "y"]) == 2  # geometric mean 1.095 vs 1.039
+
+
+def _old_bootstrap_ci(vals, resamples=2000, seed=0, level=0.95):
+    """The profiler's former CI (a percentile bootstrap of the median), to check `relabel` reads old files right."""
+    import random
+    import statistics
+
+    rng = random.Random(seed)
+    boots = sorted(statistics.median(rng.choices(vals, k=len(vals))) for _ in range(resamples))
+    return [boots[int((1 - level) / 2 * (resamples - 1))], boots[int((1 + level) / 2 * (resamples - 1))]]
+
+
+def test_relabel_gives_old_profiles_their_real_level(tmp_path):
+    """Profiles of 3 repeats stored (median, bootstrap "95%" CI) = (median, [min, max]): relabel keeps the bounds,
+    records their real level, 1 - 2/8 = 75%, and profile.md and the figures say it."""
+    from fixtures.reporting_runs import make_profile
+
+    from soaes_bench.io import read_json
+    from soaes_bench.speculative.profile import relabel, relabel_dir
+    from soaes_bench.speculative.tables import to_markdown
+
+    rep = read_json(make_profile(tmp_path / "p" / "profile.json"))
+    speeds = [0.91, 0.84, 0.88]
+    rep["settings"][0].update(speedup=0.88, speedup_ci=_old_bootstrap_ci(speeds))
+    assert rep["settings"][0]["speedup_ci"] == [0.84, 0.91]  # what the old bootstrap gave for 3 values
+    old = {i: (r["speedup"], r["speedup_ci"]) for i, r in enumerate(rep["settings"])}
+    relabel(rep)
+    assert {i: (r["speedup"], r["speedup_ci"]) for i, r in enumerate(rep["settings"])} == old
+    assert all(r["ci_level"] == 0.75 for r in rep["settings"]) and rep["summary"]["ci_level"] == 0.75
+    md = to_markdown(rep)
+    assert "95%" not in md and "median over 3 repeats [75% CI of the median: [min, max] of the repeats" in md
+    paths = relabel_dir(tmp_path / "p", figures=False)
+    assert [p.name for p in paths] == ["profile.json", "profile.md"]
+    assert read_json(paths[0])["summary"]["ci_level"] == 0.75
+    # 6 repeats without per-repeat values: the old interval says nothing exact, so refuse
+    rep["config"]["repeats"] = 6
+    with pytest.raises(UserError, match="without per-repeat values"):
+        relabel(rep)
+    # with them (what the profiler now stores), the interval is recomputed: 6 values -> [min, max] at 62/64
+    vals = [1.0, 1.3, 1.1, 0.9, 1.2, 1.25]
+    rep["settings"][0].update(speedup=1.15, speedup_values=vals, speedup_ci=[1.1, 1.2])
+    for r in rep["settings"][1:]:
+        r["speedup_values"] = [r["speedup"]] * 6
+    for r in rep["settings"]:
+        r["target_tokens_per_s_values"] = [r["target_tokens_per_s"]] * 6
+        r["spec_tokens_per_s_values"] = [r["spec_tokens_per_s"]] * 6
+    relabel(rep)
+    assert rep["settings"][0]["speedup_ci"] == [0.9, 1.3] and rep["settings"][0]["ci_level"] == 62 / 64
+    assert "96.9% CI of the median: [min, max]" in to_markdown(rep)
+
+
+def test_figures_label_their_error_bars(tmp_path):
+    from fixtures.reporting_runs import make_profile
+
+    import matplotlib.pyplot as plt
+
+    from soaes_bench.io import read_json
+    from soaes_bench.speculative import figures
+    from soaes_bench.speculative.profile import relabel
+
+    rep = relabel(read_json(make_profile(tmp_path / "profile.json")))
+    for draw in (figures.speedup_vs_gamma, figures.speedup_vs_context):
+        fig, ax = plt.subplots()
+        draw(rep, ax)
+        assert ax.get_xlabel().endswith("(bars: 75% CI)")
+        plt.close(fig)

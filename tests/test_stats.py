@@ -143,5 +143,127 @@ def test_paired_bleu_bootstrap_recomputes_corpus_bleu_on_each_resample():
 
 def test_median_ci():
     m = stats.median_ci([3.0, 1.0, 2.0, 10.0, 2.5])
-    assert m["median"] == 2.5 and m["ci"][0] <= 2.5 <= m["ci"][1] and 1.0 <= m["ci"][0] and m["ci"][1] <= 10.0
-    assert stats.median_ci([4.0])["ci"] is None and stats.median_ci([])["median"] is None
+    # n = 5 cannot reach 95%: [min, max], whose coverage is 1 - 2 * (1/2)^5 = 30/32
+    assert m["median"] == 2.5 and m["ci"] == [1.0, 10.0] and m["level"] == pytest.approx(30 / 32) and m["n"] == 5
+    assert m["values"] == [3.0, 1.0, 2.0, 10.0, 2.5]
+    one, none = stats.median_ci([4.0]), stats.median_ci([None, float("nan")])
+    assert (one["median"], one["ci"], one["level"], one["n"]) == (4.0, None, None, 1)
+    assert (none["median"], none["ci"], none["level"], none["n"]) == (None, None, None, 0)
+
+
+@pytest.mark.parametrize("values, level, ci, coverage", [
+    # n = 3: P(min < median < max) = 1 - 2 * 1/8: the old "95%" interval of 3 repeats was a 75% one
+    ([0.70, 0.76, 0.74], 0.95, [0.70, 0.76], 1 - 2 / 8),
+    ([2.0, 1.0], 0.95, [1.0, 2.0], 1 - 2 / 4),
+    # n = 6: [min, max] covers 1 - 2/64 = 0.96875; (x_(2), x_(5)) only 1 - 2 * (1 + 6)/64 = 0.78125
+    ([6.0, 1.0, 5.0, 2.0, 4.0, 3.0], 0.95, [1.0, 6.0], 62 / 64),
+    ([6.0, 1.0, 5.0, 2.0, 4.0, 3.0], 0.75, [2.0, 5.0], 50 / 64),
+    # n = 8: (x_(2), x_(7)) covers 1 - 2 * (1 + 8)/256 = 0.9297 < 95%, so 95% needs [min, max] (1 - 2/256)
+    (list(range(1, 9)), 0.95, [1, 8], 254 / 256),
+    (list(range(1, 9)), 0.90, [2, 7], 238 / 256),
+    # n = 20: P(Bin(20, 1/2) <= 5) = 21700 / 2^20, so (x_(6), x_(15)) covers 0.9586; k = 7 would give 0.8847
+    (list(range(1, 21)), 0.95, [6, 15], 1 - 2 * 21700 / 2 ** 20),
+])
+def test_median_ci_order_statistics(values, level, ci, coverage):
+    m = stats.median_ci(values, level=level)
+    assert m["ci"] == ci and m["level"] == pytest.approx(coverage, abs=1e-12) and m["n"] == len(values)
+
+
+def test_median_ci_level_is_the_binomial_coverage():
+    assert stats.median_ci_level(3, 1) == 0.75
+    assert stats.median_ci_level(8, 2) == pytest.approx(1 - 2 * (1 + 8) / 256)
+    assert stats.median_ci_level(20, 7) == pytest.approx(1 - 2 * (21700 + 38760) / 2 ** 20)
+    with pytest.raises(ValueError):
+        stats.median_ci_level(4, 3)
+    # the coverage is what it says: min/max of 3 draws brackets the true median ~75% of the time
+    rng = np.random.default_rng(0)
+    x = rng.exponential(size=(20000, 3))
+    hit = ((x.min(1) < np.log(2)) & (np.log(2) < x.max(1))).mean()
+    assert abs(hit - 0.75) < 0.015
+
+
+# gate decisions: MDE, Holm, superiority, non-inferiority ---------------------------------------------------------
+def test_mde_hand_values():
+    k = 1.959963984540054 + 0.8416212335729143  # z_0.975 + z_0.80
+    assert stats.power_factor() == pytest.approx(k, abs=1e-12)
+    assert stats.mde(0.5, 240) == pytest.approx(k * 0.5 / math.sqrt(240))  # 0.0904
+    assert stats.mde(0.5, 240) == pytest.approx(0.09042, abs=1e-5)
+    assert stats.mde(se=0.1) == pytest.approx(0.28016, abs=1e-5)  # corpus metric: bootstrap SE
+    assert stats.mde(se=0.1, alpha=0.01, power=0.9) == pytest.approx((2.5758293 + 1.2815516) * 0.1)
+    assert math.isnan(stats.mde(float("nan"), 10))
+    with pytest.raises(ValueError):
+        stats.mde(0.5)
+    with pytest.raises(ValueError):
+        stats.mde(0.5, 10, se=0.1)
+
+
+@pytest.mark.parametrize("pvalues, alpha, adjusted, rejected", [
+    # sorted 0.01, 0.03, 0.04: 3 * 0.01 = 0.03 <= 0.05; 2 * 0.03 = 0.06 > 0.05 -> stop; 0.04 -> max(0.06, 0.04)
+    ([0.01, 0.04, 0.03], 0.05, [0.03, 0.06, 0.06], [True, False, False]),
+    ([0.01, 0.02, 0.03], 0.05, [0.03, 0.04, 0.04], [True, True, True]),
+    ([0.02], 0.025, [0.02], [True]),  # one test: no correction
+    ([0.6, 0.3], 0.05, [0.6, 0.6], [False, False]),
+    ([0.01, None, float("nan")], 0.05, [0.03, 1.0, 1.0], [True, False, False]),  # unmeasured: p = 1
+    ([], 0.05, [], []),
+])
+def test_holm_hand_values(pvalues, alpha, adjusted, rejected):
+    adj, rej = stats.holm(pvalues, alpha)
+    assert adj == pytest.approx(adjusted) and rej == rejected
+
+
+@pytest.mark.parametrize("low, high, hib, expected", [
+    (0.01, 0.2, True, True), (0.0, 0.2, True, False), (-0.01, 0.2, True, False),
+    (-0.2, -0.01, False, True), (-0.2, 0.0, False, False), (0.01, 0.2, False, False),
+    (float("nan"), float("nan"), True, False),
+])
+def test_superior_predicate(low, high, hib, expected):
+    assert stats.superior(low, high, hib) is expected
+
+
+@pytest.mark.parametrize("low, high, margin, hib, expected", [
+    (-0.04, 0.1, 0.05, True, True), (-0.05, 0.1, 0.05, True, False), (-0.06, 0.1, 0.05, True, False),
+    (-0.3, 0.04, 0.05, False, True), (-0.3, 0.05, 0.05, False, False), (0.01, 0.2, 0.5, False, True),
+    (float("nan"), 0.1, 0.05, True, False),
+])
+def test_non_inferior_predicate(low, high, margin, hib, expected):
+    assert stats.non_inferior(low, high, margin, hib) is expected
+
+
+@pytest.mark.parametrize("margin", [0.0, -0.1, float("nan"), float("inf")])
+def test_non_inferior_needs_a_finite_positive_margin(margin):
+    with pytest.raises(ValueError, match="margin > 0"):
+        stats.non_inferior(0.0, 0.1, margin)
+
+
+def test_one_sided_p_hand_values():
+    d = np.array([-1.0, 0.0, 1.0, 2.0])
+    assert stats.one_sided_p(d, 0.0, True) == 3 / 5  # H0 d <= 0: two draws on the null side, add-one
+    assert stats.one_sided_p(d, 0.0, False) == 4 / 5  # H0 d >= 0: three draws
+    assert stats.one_sided_p(d, -1.5, True) == 1 / 5  # non-inferiority, margin 1.5: no draw at or below -1.5
+    assert stats.null_difference("non_inferior", 1.5, True) == -1.5
+    assert stats.null_difference("non_inferior", 1.5, False) == 1.5 and stats.null_difference("superior") == 0.0
+    assert math.isnan(stats.one_sided_p(np.array([]), 0.0))
+
+
+def test_predicates_on_tiny_paired_arrays_with_known_cis():
+    # every paired difference is +0.1 or +0.3: every resampled mean lies in [0.1, 0.3]
+    a = np.zeros(6)
+    b = np.array([0.1, 0.3, 0.1, 0.3, 0.1, 0.3])
+    pa, pb, d = stats.paired_bootstrap_draws(a, b, resamples=500, seed=1)
+    lo, hi = stats.percentile_ci(d)
+    assert (pa, pb) == (0.0, pytest.approx(0.2)) and 0.1 <= lo <= hi <= 0.3
+    assert stats.superior(lo, hi) and stats.one_sided_p(d, 0.0) == 1 / 501
+    assert not stats.superior(-hi, -lo)  # the same run the other way round
+    assert stats.non_inferior(-hi, -lo, margin=0.31) and not stats.non_inferior(-hi, -lo, margin=0.1)
+    # two items, differences -1 and +1: draws are -1, 0, +1 with probabilities 1/4, 1/2, 1/4 -> 95% CI [-1, 1]
+    _, _, d = stats.paired_bootstrap_draws([0.0, 1.0], [1.0, 0.0], resamples=2000, seed=0)
+    assert stats.percentile_ci(d) == (-1.0, 1.0)
+    assert not stats.superior(-1.0, 1.0) and stats.non_inferior(-1.0, 1.0, 1.5) and not stats.non_inferior(-1.0, 1.0, 1.0)
+    # the draws are paired_bootstrap's: its CI is their percentile interval
+    rng = np.random.default_rng(3)
+    x, y = rng.random(30), rng.random(30)
+    res = stats.paired_bootstrap(x, y, resamples=300, seed=7)
+    _, _, d = stats.paired_bootstrap_draws(x, y, resamples=300, seed=7)
+    assert stats.percentile_ci(d) == pytest.approx((res.diff_low, res.diff_high), abs=1e-12)
+    value, draws = stats.bootstrap_draws(y, resamples=300, seed=7)
+    assert (value, *stats.percentile_ci(draws)) == pytest.approx(stats.bootstrap_ci(y, resamples=300, seed=7))

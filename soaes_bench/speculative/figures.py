@@ -3,7 +3,8 @@
     from soaes_bench.speculative.figures import write_figures
     write_figures(read_json("reports/profile/profile.json"), "reports/profile/figures")
 
-speedup_vs_gamma: measured speedup (median, 95% CI bars) and the Leviathan prediction from measured alpha and c,
+speedup_vs_gamma: measured speedup (median over repeats; bars: its order-statistic CI, whose real level, e.g. 75% for
+3 repeats or 96.9% for 6, the x label states) and the Leviathan prediction from measured alpha and c,
 per prompt category; acceptance_by_position: P(position i accepted | proposed) at the largest gamma, with the
 i.i.d. model alpha^i (alpha per token) dotted; tau_by_category: tokens per target forward at each gamma, with the i.i.d. expected tau as diamonds;
 speedup_vs_context: measured and predicted speedup on long contexts at the best gamma.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from soaes_bench.reporting import style
+from soaes_bench.reporting.stats import level_label
 
 FORMATS = ("png", "svg")
 
@@ -32,6 +34,12 @@ def _errors(rows: list[dict], key: str):
     return [lo, hi]
 
 
+def _bars(rows: list[dict]) -> str:
+    """The x-label suffix " (bars: 75% CI)": the level of the error bars drawn for `rows` (their ci_level)."""
+    levels = sorted({r["ci_level"] for r in rows if r.get("ci_level") is not None and r.get("speedup_ci")})
+    return f" (bars: {' / '.join(map(level_label, levels))} CI)" if levels else ""
+
+
 def speedup_vs_gamma(report: dict, ax) -> None:
     for i, cat in enumerate(_short(report)):
         rows = [r for r in _rows(report, cat) if r["speedup"] is not None]
@@ -47,7 +55,7 @@ def speedup_vs_gamma(report: dict, ax) -> None:
                     label=f"{cat} predicted")
     ax.axhline(1.0, color="#808080", linewidth=0.6)
     ax.set_xticks(sorted({r["gamma"] for r in report["settings"] if r["category"] != "long"}))
-    ax.set_xlabel("draft tokens per round γ")
+    ax.set_xlabel("draft tokens per round γ" + _bars([r for r in report["settings"] if r["category"] != "long"]))
     ax.set_ylabel("speedup over target-only (×)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=6)  # below: lines fill the axes
 
@@ -111,7 +119,7 @@ def speedup_vs_context(report: dict, ax) -> None:
     ax.axhline(1.0, color="#808080", linewidth=0.6)
     ax.set_xscale("log", base=2)
     ax.set_xticks(x, [str(v) for v in x])
-    ax.set_xlabel("context length (tokens)")
+    ax.set_xlabel("context length (tokens)" + _bars(rows))
     ax.set_ylabel("speedup over target-only (×)")
     ax.legend()
 

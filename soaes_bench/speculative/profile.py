@@ -3,6 +3,7 @@
     soaes-bench profile --target DIR --draft DIR --gamma 1,2,3,4,6,8 --contexts 128,512,1024 --output reports/profile
     from soaes_bench.speculative.profile import profile
     report = profile(target, draft, tokenizer, prompts={"domain": ["..."]}, gammas=[1, 2, 3])
+    relabel_dir("reports/profile")  # recompute a written profile's CIs and labels from its profile.json, no models
 
 What is measured. Short prompts ("domain", "general" or a prompt file; chat template applied when the tokenizer has
 one) at every gamma; then long contexts (category "long", held-out domain text cut to each context length) at the
@@ -10,9 +11,11 @@ best gamma. Per prompt and repeat: target-only decoding, speculative decoding at
 cache code) and, with hf_baseline, Hugging Face assisted generation (`generate(assistant_model=draft)`, constant
 num_assistant_tokens = gamma, confidence early-stop off) and HF target-only generate. Every call is timed end to
 end (prefill + decode) after `warmup` untimed calls; tokens/s = new tokens / seconds summed over a setting's prompts,
-once per repeat; reported as the median over repeats with a bootstrap 95% CI. Speedup = speculative / target tokens/s
-within the same repeat. Costs at the same context (KV cache filled, medians of `cost_steps`, timing.round_ms):
-c = one draft forward timed inside a round (right after the target's verification, as the loop runs it) / one
+once per repeat; reported as the median over repeats with a distribution-free CI of the median (a pair of order
+statistics, reporting.stats.median_ci) at its real coverage, recorded as ci_level: 6 repeats (the default) give
+[min, max] at 96.9%; 3 give [min, max] at 75%; 95% needs at least 6. Speedup = speculative / target tokens/s within
+the same repeat (its CI: the same rule on the per-repeat ratios). Costs at the same context (KV cache filled,
+medians of `cost_steps`, timing.round_ms): c = one draft forward timed inside a round (right after the target's verification, as the loop runs it) / one
 single-token target forward; c_isolated = the same draft forward timed alone (warm caches; on CPU up to 3x lower);
 verify_cost = a (gamma+1)-token target forward / a single-token forward. Predicted
 speedup = acceptance.expected_speedup(alpha_token, gamma, c) (Leviathan et al. 2023) and, with the measured
@@ -34,14 +37,18 @@ profile.json (schema "soaes-bench/profile", schema_version 1):
               predicted_speedup, predicted_speedup_verify, speedup, speedup_ci, measured_over_predicted,
               ideal_speedup (tau / (gamma c + verify_cost): zero loop overhead, measured tau), loop_efficiency
               (speedup / ideal_speedup),
-              target_tokens_per_s(_ci), spec_tokens_per_s(_ci), hf_assisted_tokens_per_s(_ci),
-              hf_target_tokens_per_s(_ci), ours_over_hf(_ci), lossless, hf_lossless}]
+              target_tokens_per_s(_ci, _values), spec_tokens_per_s(_ci, _values),
+              hf_assisted_tokens_per_s(_ci, _values), hf_target_tokens_per_s(_ci, _values), ours_over_hf(_ci, _values),
+              speedup_values, ci_level, lossless, hf_lossless}]
      ("all" pools the short categories; hf_* are null without hf_baseline; lossless is the share of greedy
-      generations identical to target-only, null when sampling; *_ci are [low, high] or null)
+      generations identical to target-only, null when sampling; *_ci are [low, high] or null; *_values the
+      per-repeat values; ci_level the coverage of the setting's *_ci (the lowest if they differ, which happens only
+      when a repeat lacks a value), null without intervals; profiles written before ci_level existed have no
+      *_values and are relabelled by `relabel`)
   best: {category: {gamma, speedup, predicted_speedup}}
   summary: {category, best_gamma, speedup, speedup_ci, predicted_speedup, predicted_speedup_verify,
             measured_over_predicted, ideal_speedup, loop_efficiency, alpha, alpha_token, tau, c, c_isolated, ours_over_hf,
-            ours_over_hf_ci, lossless}
+            ours_over_hf_ci, lossless, ci_level}
 outputs.jsonl (--save-outputs): {category, context, gamma, temperature, prompt_ids, target_ids, spec_ids} per prompt
 and setting, from the first timed repeat.
 """
@@ -117,8 +124,8 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: dict | None, temperature: float,
-              seed: int = 0) -> dict:
+def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: dict | None, temperature: float
+              ) -> dict:
     """One setting's numbers from its run records (see the module docstring for the fields)."""
     repeats = sorted({r["repeat"] for r in runs})
     tps = {m: [_tokens_per_s(runs, m, g, k) for k in repeats]
@@ -143,11 +150,14 @@ def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: 
     out.update(c=c, c_isolated=costs.get("c_isolated") if costs else None, verify_cost=v,
                predicted_speedup=acc.expected_speedup(a, gamma, c) if ok else None,
                predicted_speedup_verify=acc.expected_speedup(a, gamma, c, v) if ok and v else None)
+    levels = []
     for key, vals in (("speedup", speed), ("target_tokens_per_s", tps["target"]),
                       ("spec_tokens_per_s", tps["spec"]), ("hf_assisted_tokens_per_s", tps["hf_assisted"]),
                       ("hf_target_tokens_per_s", tps["hf_target"]), ("ours_over_hf", ours_hf)):
-        m = median_ci([x for x in vals if x is not None], seed=seed)
-        out[key], out[f"{key}_ci"] = m["median"], m["ci"]
+        m = median_ci([x for x in vals if x is not None])
+        out[key], out[f"{key}_ci"], out[f"{key}_values"] = m["median"], m["ci"], m["values"] or None
+        levels += [m["level"]] if m["ci"] else []
+    out["ci_level"] = min(levels) if levels else None
     out["measured_over_predicted"] = _ratio(out["speedup"], out["predicted_speedup"])
     # what a loop with zero per-round overhead would reach with the measured tau (no i.i.d. assumption) and costs
     out["ideal_speedup"] = s["tau"] / (gamma * c + (v or 1.0)) if s["tau"] is not None and c is not None else None
@@ -157,6 +167,69 @@ def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: 
                  and r.get("lossless") is not None]
         out[key] = sum(flags) / len(flags) if flags else None
     return out
+
+
+CI_KEYS = ("speedup", "target_tokens_per_s", "spec_tokens_per_s", "hf_assisted_tokens_per_s", "hf_target_tokens_per_s",
+           "ours_over_hf")  # the setting fields reported as median [CI] over repeats
+SUMMARY_CI_KEYS = ("speedup", "ours_over_hf")
+
+
+def _interval(node: dict, key: str, repeats: int) -> dict:
+    """median_ci of one field of a setting, from its per-repeat `<key>_values`; for a profile written before they
+    were stored, from (median, ci) when that determines the values: the old bootstrap CI of the median of 3 values
+    was [min, max] (each resampled median is one of the 3 values, the smallest with probability 7/27, so its 2.5th
+    percentile of 2000 draws is the minimum; likewise the maximum), hence the values were (min, median, max)."""
+    vals = node.get(f"{key}_values")
+    med, ci = node.get(key), node.get(f"{key}_ci")
+    if vals is None:
+        if med is None:
+            vals = []
+        elif ci is None:
+            vals = [med]
+        elif repeats in (2, 3) and ci[0] <= med <= ci[1]:  # 2 values: median = midpoint, bootstrap CI [min, max]
+            vals = [ci[0], med, ci[1]] if repeats == 3 else list(ci)
+        else:
+            raise UserError(f"{key}: a profile of {repeats} repeats without per-repeat values; its CI cannot be "
+                            "recomputed, re-run the profile")
+    m = median_ci(vals)
+    if (m["median"] is None) != (med is None) or (med is not None and abs(m["median"] - med) > 1e-9 * abs(med)):
+        raise UserError(f"{key}: median {med} does not match its values {vals}")
+    return m
+
+
+def _ci_level(node: dict, keys, repeats: int) -> float | None:
+    """The coverage of a row's intervals (the lowest, should a repeat have lacked a value)."""
+    levels = [m["level"] for m in (_interval(node, k, repeats) for k in keys if k in node) if m["ci"]]
+    return min(levels) if levels else None
+
+
+def relabel(report: dict) -> dict:
+    """Recompute every interval of a profile.json object (and its ci_level) with reporting.stats.median_ci, without
+    re-running the models: from the stored per-repeat values, or, for profiles of 3 repeats written before those
+    were stored, from (median, [min, max]) (see `_interval`). Medians and everything else are kept. In place."""
+    repeats = report["config"]["repeats"]
+    for row in report["settings"]:
+        for key in CI_KEYS:
+            if key in row:
+                row[f"{key}_ci"] = _interval(row, key, repeats)["ci"]
+        row["ci_level"] = _ci_level(row, CI_KEYS, repeats)
+    s = report["summary"]
+    top = next(r for r in report["settings"] if r["category"] == s["category"] and r["gamma"] == s["best_gamma"])
+    for key in SUMMARY_CI_KEYS:
+        if s.get(key) != top.get(key):
+            raise UserError(f"summary.{key} {s.get(key)} is not the best setting's {top.get(key)}")
+        s[f"{key}_ci"] = top[f"{key}_ci"]
+    s["ci_level"] = _ci_level(top, SUMMARY_CI_KEYS, repeats)
+    return report
+
+
+def relabel_dir(out_dir: str | Path, figures: bool | None = None) -> list[Path]:
+    """`relabel` the profile.json in out_dir and re-render profile.md (and the figures, when out_dir has them)."""
+    from soaes_bench.io import read_json
+
+    out = Path(out_dir)
+    report = relabel(read_json(out / "profile.json"))
+    return write_outputs(report, out, figures=(out / "figures").is_dir() if figures is None else figures)
 
 
 def _geomean(xs):
@@ -190,7 +263,7 @@ def _check_args(gammas, contexts, max_new_tokens, temperature, top_p, repeats, n
 
 def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[str] | None = None,
             long_text: str | None = None, gammas=(1, 2, 3, 4, 6, 8), contexts=(128, 512, 1024),
-            max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, repeats: int = 3,
+            max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, repeats: int = 6,
             num_prompts: int = 8, warmup: int = 1, seed: int = 1234, hf_baseline: bool = False,
             chat_template: str = "auto", draft_tokenizer=None, target_path=None, draft_path=None,
             keep_outputs: bool = False, cost_steps: int = 20, ignore_eos: bool = False, log=None) -> dict:
@@ -248,10 +321,10 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
     for cat, plist in sets.items():
         ctx = int(statistics.median(map(len, plist)))
         new = measure(cat, ctx, plist, gammas)
-        settings += [aggregate(new, cat, ctx, g, cost(ctx), temperature, seed) for g in gammas]
+        settings += [aggregate(new, cat, ctx, g, cost(ctx), temperature) for g in gammas]
     if len(short) > 1:
         ctx = int(statistics.median(len(ids) for plist in sets.values() for ids in plist))
-        settings += [aggregate(runs, "all", ctx, g, cost(ctx), temperature, seed) for g in gammas]
+        settings += [aggregate(runs, "all", ctx, g, cost(ctx), temperature) for g in gammas]
     best = pick_best(settings, short)
     long_source = None
     if contexts:
@@ -263,7 +336,7 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
                 raise UserError(f"--contexts: {L} + --max-new-tokens {max_new_tokens} exceeds "
                                 f"max_position_embeddings {max_pos}")
             new = measure("long", L, long_contexts(tokenizer, text, L, num_prompts), [best])
-            settings.append(aggregate(new, "long", L, best, cost(L), temperature, seed))
+            settings.append(aggregate(new, "long", L, best, cost(L), temperature))
     head = "all" if len(short) > 1 else short[0]
     best_by_cat = {}
     for cat in [*short, *(["all"] if len(short) > 1 else [])]:
@@ -289,7 +362,8 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
                     **{k: top[k] for k in ("speedup", "speedup_ci", "predicted_speedup", "predicted_speedup_verify",
                                            "measured_over_predicted", "ideal_speedup", "loop_efficiency",
                                            "alpha", "alpha_token", "tau", "c", "c_isolated", "ours_over_hf",
-                                           "ours_over_hf_ci", "lossless")}},
+                                           "ours_over_hf_ci", "lossless")},
+                    "ci_level": _ci_level(top, SUMMARY_CI_KEYS, repeats)},
     }
     if keep_outputs:
         report["outputs"] = outputs

@@ -47,6 +47,11 @@ def _cpuinfo(key: str) -> str | None:
     return None
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what platform knows), as profiles and benchmarks name it."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
     return bool({"avx512_bf16", "amx_bf16"} & set((_cpuinfo("flags") or "").split()))
@@ -60,7 +65,7 @@ def env_info(device, dtype=None) -> dict:
 
     dev = torch.device(device)
     name = (torch.cuda.get_device_name(dev) if dev.type == "cuda" else
-            _cpuinfo("model name") or platform.processor() or platform.machine())
+            cpu_name())
     return {"soaes_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "device": dev.type, "device_name": name,
             "threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch.") if dtype else None}

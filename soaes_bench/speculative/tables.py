@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from soaes_bench.reporting.stats import level_label
+
 
 def _f(x, spec: str = ".3f") -> str:
     return "–" if x is None else format(x, spec)
@@ -13,12 +15,33 @@ def _ci(value, ci, spec: str = ".2f") -> str:
     return f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else f"{value:{spec}}"
 
 
+def ci_levels(report: dict) -> list[float]:
+    """The distinct coverages of a profile's intervals (settings and summary), sorted; [] when none is recorded."""
+    rows = [*report["settings"], report["summary"]]
+    return sorted({r["ci_level"] for r in rows if r.get("ci_level") is not None})
+
+
+def ci_note(report: dict) -> str:
+    """What the [low, high] after a median is: a distribution-free CI of the median over repeats, at its real level."""
+    levels, n = ci_levels(report), report["config"]["repeats"]
+    if not levels:
+        if n < 2:
+            return f"the value of {n} repeat (no CI)"
+        return (f"median over {n} repeats [CI of the median; its level is not recorded: a profile written before "
+                "ci_level, see speculative.profile.relabel]")
+    minmax = all(abs(lv - (1 - 2 / 2 ** n)) < 1e-12 for lv in levels)
+    what = "[min, max] of the repeats" if minmax else "the k-th smallest and largest repeat"
+    return (f"median over {n} repeats [{' / '.join(map(level_label, levels))} CI of the median: {what}, "
+            "a distribution-free order-statistic interval of coverage 1 − 2·P(Bin(n, ½) ≤ k − 1)]")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def to_markdown(report: dict) -> str:
     m, d, env, cfg, s = report["model"], report["draft"], report["env"], report["config"], report["summary"]
+    best_level = f" ({level_label(s['ci_level'])} CI)" if s.get("ci_level") else ""
     mode = "greedy" if cfg["temperature"] == 0 else f"sampling T={cfg['temperature']}, top-p {cfg['top_p']}"
     lines = [
         "# Speculative-decoding profile", "",
@@ -30,12 +53,14 @@ def to_markdown(report: dict) -> str:
         f"prompts {cfg['prompts']}; chat template {'on' if cfg['chat_template'] else 'off'}; "
         f"long contexts from {cfg['long_source'] or '–'}",
         "",
-        f"**Best γ = {s['best_gamma']}** ({s['category']}): measured speedup {_ci(s['speedup'], s['speedup_ci'])}×, "
+        f"**Best γ = {s['best_gamma']}** ({s['category']}): measured speedup {_ci(s['speedup'], s['speedup_ci'])}×"
+        f"{best_level}, "
         f"predicted {_f(s['predicted_speedup'], '.2f')}× (with verify cost {_f(s['predicted_speedup_verify'], '.2f')}×), "
         f"measured/predicted {_f(s['measured_over_predicted'], '.2f')}, loop efficiency "
         f"{_f(s['loop_efficiency'], '.2f')}; α {_f(s['alpha_token'])} (accepted/proposed {_f(s['alpha'])}), τ {_f(s['tau'], '.2f')}, "
-        f"c {_f(s['c'])} (alone {_f(s.get('c_isolated'))}); lossless {_f(s['lossless'])}; ours/HF assisted {_ci(s['ours_over_hf'], s['ours_over_hf_ci'])}",
-        "", "Speedup and tokens/s: median over repeats [bootstrap 95% CI]; α per token = accepted / (accepted + "
+        f"c {_f(s['c'])} (alone {_f(s.get('c_isolated'))}); lossless {_f(s['lossless'])}; ours/HF assisted {_ci(s['ours_over_hf'], s['ours_over_hf_ci'])}"
+        f"{best_level if s.get('ours_over_hf_ci') else ''}",
+        "", f"Speedup, tokens/s and ours/HF: {ci_note(report)}; α per token = accepted / (accepted + "
         "rejections); predicted = (1−α^(γ+1))/((1−α)(γc+1)) (Leviathan et al. 2023, i.i.d. acceptance); c = a draft forward "
         "timed inside a round, right after the target's verification (\"alone\": timed on its own, warm caches) / a "
         "target step; pred. w/ verify uses the measured (γ+1)-token verification cost "

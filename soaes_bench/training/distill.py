@@ -8,6 +8,8 @@ selectable), optionally mixed with cross-entropy on the real next token (`ce_wei
 the same draft (same init seed, data, steps, optimiser) trained with plain cross-entropy, so the comparison isolates
 the teacher signal. Held-out metrics (`draft_heldout` task): top1_agreement (teacher-forced greedy agreement with the
 teacher: the acceptance rate of greedy speculative decoding with gamma = 1), kl_teacher (forward KL) and ce.
+top1_agreement's stderr treats the held-out blocks, not their tokens, as the independent units (`clustered_rate`):
+the tokens of one block share its text and agree or disagree together.
 """
 
 from __future__ import annotations
@@ -156,6 +158,28 @@ def make_kd_loss(cfg: DistillConfig):
 
 
 # ---------------------------------------------------------------- held-out metrics
+def clustered_rate(hits, tokens) -> tuple[float, float | None]:
+    """Pooled rate r = sum(a_b) / sum(t_b) over B clusters (held-out blocks) with a_b hits among t_b tokens, and its
+    cluster-robust standard error (the ratio estimator's linearisation, with the usual B / (B - 1) correction):
+
+        SE = sqrt(B / (B - 1) * sum_b (a_b - r t_b)^2) / sum_b t_b
+
+    Unlike the binomial sqrt(r (1 - r) / sum t), which assumes every token independent, this is honest when the
+    tokens of a block agree or disagree together (then it is up to sqrt(t) times larger). SE None for B < 2."""
+    a = [float(x) for x in hits]
+    t = [float(x) for x in tokens]
+    if len(a) != len(t):
+        raise ValueError(f"hits and tokens differ in length: {len(a)} vs {len(t)}")
+    total = math.fsum(t)
+    if total <= 0:
+        return math.nan, None
+    r = math.fsum(a) / total
+    b = len(a)
+    if b < 2:
+        return r, None
+    return r, math.sqrt(b / (b - 1) * math.fsum((x - r * y) ** 2 for x, y in zip(a, t))) / total
+
+
 def heldout_metrics(draft, teacher, val_blocks, batch: int = 8) -> dict:
     """Teacher-forced agreement, forward KL(teacher || draft) and draft CE on held-out blocks [n, T] (results format)."""
     import torch
@@ -164,19 +188,23 @@ def heldout_metrics(draft, teacher, val_blocks, batch: int = 8) -> dict:
     from soaes_bench.speculative.acceptance import greedy_agreement
     from soaes_bench.training.losses import divergence
 
-    agreed, kl, ce, n = 0.0, 0.0, 0.0, 0
+    agreed, tokens, kl, ce, n = [], [], 0.0, 0.0, 0  # agreed/tokens: per held-out block
     d_dev, t_dev = next(draft.parameters()).device, next(teacher.parameters()).device
     with torch.no_grad():
         for i in range(0, len(val_blocks), batch):
             ids = val_blocks[i:i + batch].to(d_dev)
             s = draft(input_ids=ids, use_cache=False).logits[:, :-1].flatten(0, 1).float()
             t = teacher(input_ids=ids.to(t_dev), use_cache=False).logits[:, :-1].flatten(0, 1).float().to(d_dev)
-            agreed += greedy_agreement(t, s) * s.size(0)  # the profiler's acceptance function at gamma = 1
+            per_block = s.size(0) // ids.size(0)
+            for j in range(ids.size(0)):  # the profiler's acceptance function at gamma = 1, block by block
+                rows = slice(j * per_block, (j + 1) * per_block)
+                agreed.append(round(greedy_agreement(t[rows], s[rows]) * per_block))
+                tokens.append(per_block)
             kl += float(divergence(F.log_softmax(s, -1), F.log_softmax(t, -1), "forward_kl").sum())
             ce += float(F.cross_entropy(s, ids[:, 1:].flatten(), reduction="sum"))
             n += s.size(0)
-    p = agreed / max(n, 1)
-    metrics = {"top1_agreement": {"value": p, "stderr": math.sqrt(p * (1 - p) / max(n, 1))},
+    p, se = clustered_rate(agreed, tokens) if n else (0.0, None)
+    metrics = {"top1_agreement": {"value": p, "stderr": se},
                "kl_teacher": {"value": kl / max(n, 1), "stderr": None},
                "ce": {"value": ce / max(n, 1), "stderr": None}}
     return {"tasks": {HELDOUT_TASK: {"n": n, "metrics": metrics,
