@@ -23,6 +23,15 @@ def world(tmp_path_factory):
     return root, load_tokenizer(root / "tok"), r
 
 
+@pytest.fixture(autouse=True)
+def _no_floors(monkeypatch):
+    """fake_evaluate() below scores bits per token of tiny models under real task names: the real content-free
+    floors of those tasks would call their gates vacuous. The refusal tests set their own floors."""
+    from soaes_bench.training import gates
+
+    monkeypatch.setattr(gates, "best_floor_of", lambda task, metric: None)
+
+
 def _write(root, name, recipe):
     path = root / name
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
@@ -133,7 +142,7 @@ def _fake_evaluate(root, calls):
         return {"schema": "soaes-bench/results", "schema_version": 1, "suite": suite or "custom", "limit": limit,
                 "model": model_info,
                 "tasks": {n: dict(task, samples=f"samples/{n}.jsonl") for n in names}, "groups": {},
-                "sample_rows": {n: [{"id": "x", "doc_id": 0, "metrics": {}}] for n in names}}
+                "sample_rows": {n: [{"id": "x", "doc_id": 0, "metrics": {"bits_per_byte": bpt}}] for n in names}}
 
     return fake_evaluate
 
@@ -255,3 +264,54 @@ def test_gate_report_names_the_plain_results_when_the_model_has_no_other(world, 
     assert run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=_fake_evaluate(root, [])) == 0
     source = json.loads((out / "cpt" / "gate.json").read_text())["results"]
     assert source == str(out / "cpt" / "eval_plain" / "results.json") and not (out / "cpt" / "eval").exists()
+
+
+def _floor(monkeypatch, value):
+    from soaes_bench.training import gates
+
+    monkeypatch.setattr(gates, "best_floor_of", lambda task, metric: ("tiny floor", value)
+                        if (task, metric) == ("soaes_domain_bpb", "bits_per_byte") else None)
+
+
+def test_vacuous_gate_against_base_is_refused_after_the_base_evaluation_before_cpt_trains(world, tmp_path,
+                                                                                         monkeypatch):
+    root, tok, r = world
+    _floor(monkeypatch, 0.5)  # bits per byte: lower is better; the base scores several bits, worse than the floor
+    calls = []
+    rec = {"name": "v", "init": r["init"], "tokenizer": r["tokenizer"], "cpt": dict(r["cpt"], gates=[]),
+           "sft": dict(r["sft"], single_stage=False, gates=[
+               {"name": "bpb-gain", "task": "soaes_domain_bpb", "metric": "bits_per_byte", "test": "superior",
+                "reference": "base"}]),
+           "evaluation": {"tasks": ["soaes_domain_bpb"], "limit": 2}}
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=r"sft\.gates: gate 'bpb-gain': reference 'base' scores [\d.]+ on "
+                                        r"soaes_domain_bpb/bits_per_byte, above the content-free floor 'tiny floor' "
+                                        r"\(0\.5\): a content-free answer would pass"):
+        run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=_fake_evaluate(root, calls))
+    assert len(calls) == 1 and (out / "base" / "eval" / "results.json").is_file() and not (out / "cpt").exists()
+    # a floor the base does not beat: the gate is judged on the per-item samples the pipeline kept the path of
+    _floor(monkeypatch, 50.0)
+    rec["cpt"]["gates"] = rec.pop("sft")["gates"]
+    assert run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run2", evaluate_fn=_fake_evaluate(root, [])) == 0
+    check = json.loads((tmp_path / "run2" / "cpt" / "gate.json").read_text())["checks"][0]
+    # one sample item: CPT lowered its bits per byte, in every bootstrap draw
+    assert check["test"] == "superior" and check["passed"] and check["n"] == 1 and check["diff"] < 0
+    assert check["diff_ci"] == [check["diff"], check["diff"]] and check["p"] == pytest.approx(1 / 2001)
+    metrics = json.loads((tmp_path / "run2" / "cpt" / "phase_metrics.json").read_text())["tasks"]["soaes_domain_bpb"]
+    assert metrics["results_path"] == str(tmp_path / "run2" / "cpt" / "eval" / "results.json")
+
+
+def test_vacuous_gate_against_previous_is_refused_at_the_start_of_its_phase(world, tmp_path, monkeypatch):
+    root, tok, r = world
+    _floor(monkeypatch, 0.5)
+    rec = {"name": "v", "init": r["init"], "tokenizer": r["tokenizer"], "cpt": dict(r["cpt"], gates=[]),
+           "sft": dict(r["sft"], single_stage=False, gates=[
+               {"name": "bpb-gain", "task": "soaes_domain_bpb", "metric": "bits_per_byte", "test": "non_inferior",
+                "margin": 0.1, "reference": "previous"}]),
+           "evaluation": {"tasks": ["soaes_domain_bpb"], "limit": 2}}
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=r"sft\.gates: gate 'bpb-gain': reference 'previous' \+ margin = .* above "
+                                        r"the content-free floor 'tiny floor' \(0\.5\)"):
+        run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=_fake_evaluate(root, []))
+    assert (out / "cpt" / "done.json").is_file() and not (out / "sft").exists()  # refused before SFT trains
+

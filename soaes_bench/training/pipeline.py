@@ -22,8 +22,10 @@ Several processes (`accelerate launch`): every phase trains on all of them throu
 the teacher cache and every file write happen on the main process while the others wait (dist.py), and the gate
 verdict is broadcast so all processes return the same exit code (the launcher itself reports any non-zero one as 1).
 
-Exit codes: 0 every phase ran and passed its gate; 2 bad input (UserError); 3 a gate failed (the pipeline stops after
-that phase, gate.json says which check); 4 a phase stopped at its max_minutes time cap (re-run with --resume).
+Exit codes: 0 every phase ran and passed its gate; 2 bad input (UserError), including a vacuous gate, one that a
+content-free answer would pass (refused before training: threshold gates by `validate`, reference gates as soon as
+their reference results exist; gates.py); 3 a gate failed (the pipeline stops after that phase, gate.json says which
+check); 4 a phase stopped at its max_minutes time cap (re-run with --resume).
 --resume skips phases with done.json (same settings; when only the gates changed, the saved results are gated again
 without retraining) and continues interrupted ones from their checkpoints; without
 it an existing phase directory is an error, so nothing is overwritten silently. --only PHASE runs that phase alone,
@@ -43,7 +45,8 @@ from soaes_bench.io import read_json, write_json
 from soaes_bench.results import PLAIN, PLAIN_DIR
 from soaes_bench.training.cpt import CPTConfig
 from soaes_bench.training.distill import HELDOUT_TASK, DistillConfig
-from soaes_bench.training.gates import check_references, evaluate_gate, write_gate
+from soaes_bench.training.gates import (NO_SAMPLES_REFERENCES, check_references, evaluate_gate, locate_samples,
+                                        refuse_vacuous, write_gate)
 from soaes_bench.training.sft import SFTConfig
 
 PHASES = ("cpt", "sft", "distill")
@@ -131,10 +134,24 @@ def _references_known(r: PipelineRecipe, phase: str) -> set[str]:
 
 
 def validate(r: PipelineRecipe, source: str) -> None:
+    """Refuse a recipe whose gates cannot be judged, before any training: unknown references, tasks nobody
+    evaluates, statistical checks (test: superior/non_inferior) without per-item samples, and threshold gates that
+    a content-free answer already passes (gates.refuse_vacuous; reference gates are checked once their reference
+    results exist, in run_pipeline)."""
     if not r.phases():
         raise UserError(f"{source}: no phases (give at least one of {', '.join(PHASES)})")
     for p in r.phases():
         check_references(getattr(r, p).gates, _references_known(r, p), f"{source}: {p}.gates")
+        for c in getattr(r, p).gates:
+            if c.test is None:
+                continue
+            why = (f"task {c.task!r} is measured by the phase itself" if c.task in INTERNAL_TASKS else
+                   f"reference {c.reference!r} is computed by the phase itself" if c.reference in NO_SAMPLES_REFERENCES
+                   else "evaluation is null (no lm-eval runs)" if r.evaluation is None else None)
+            if why:
+                raise UserError(f"{source}: {p}.gates: check {c.name!r}: test {c.test} needs per-item samples of "
+                                f"both runs, but {why}, with no samples; use a point check (op)")
+        refuse_vacuous(getattr(r, p).gates, {}, skip=INTERNAL_TASKS, where=f"{source}: {p}.gates")
     ev = r.evaluation
     if ev is None:
         return
@@ -154,7 +171,8 @@ def validate(r: PipelineRecipe, source: str) -> None:
 
 def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
     """lm-eval results of model_dir (read back from out/results.json when present), plus the plain-text run of
-    spec.plain_tasks in <out>/../eval_plain/ with its task names suffixed by PLAIN."""
+    spec.plain_tasks in <out>/../eval_plain/ with its task names suffixed by PLAIN. Each task entry gets
+    `results_path` (its results.json), where gates find its per-item samples."""
     from soaes_bench.evaluation import writer
     from soaes_bench.evaluation.run import load_model
 
@@ -170,7 +188,9 @@ def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
             info = dict(info, name=str(model_dir))  # "runs/x/sft/model", not "model": reports label models by name
             res = writer.write_run(evaluate_fn(model, tokenizer, limit=spec.limit, batch_size=spec.batch_size,
                                                gen_batch_size=spec.gen_batch_size, model_info=info, **kw), where)
-        parts.append({"tasks": {k + suffix: v for k, v in res.get("tasks", {}).items()},
+        # each task keeps the results.json it came from: gates pair its per-item samples with a reference's
+        parts.append({"tasks": {k + suffix: dict(v, results_path=str(where / "results.json"))
+                                for k, v in res.get("tasks", {}).items()},
                       "groups": {} if suffix else res.get("groups") or {}})
     return _merge(*parts)
 
@@ -247,13 +267,24 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
 
     refs: dict[str, dict] = {}
     base_spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, "base"))
-    if base_spec is not None and any(c.reference == "base" for p in phases for c in getattr(r, p).gates):
+    if base_spec is not None and any(c.reference == "base" or (c.reference == "previous" and p == phases[0])
+                                     for p in phases for c in getattr(r, p).gates):
         t0 = time.perf_counter()
         cached = (out / "base" / "eval" / "results.json").is_file()
         refs["base"] = on_main(acc, lambda: _evaluate(Path(r.init), base_spec, out / "base" / "eval", evaluate_fn))
         if not cached:
             note_time("base_eval_s", round(time.perf_counter() - t0, 2))
+        # every gate that compares with the base can be judged for vacuity now, before CPT trains
+        for p in todo:
+            refuse_vacuous([c for c in getattr(r, p).gates if c.reference == "base"], refs,
+                           skip=INTERNAL_TASKS, where=f"{recipe}: {p}.gates")
     current, previous = Path(r.init), refs.get("base")
+
+    def refuse_vacuous_now(phase: str) -> None:
+        """Before a phase trains (or is re-gated): its gates against results that exist now (base, previous,
+        earlier phases); single_stage and baseline exist only after its training."""
+        available = dict(refs, previous=previous) if previous else dict(refs)
+        refuse_vacuous(getattr(r, phase).gates, available, skip=INTERNAL_TASKS, where=f"{recipe}: {phase}.gates")
     for phase in phases:
         cfg, pdir = getattr(r, phase), out / phase
         if phase not in todo:  # --only: earlier phases must already be done; later ones are ignored
@@ -262,7 +293,7 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
             if not (pdir / "done.json").is_file():
                 raise UserError(f"--only {only}: phase {phase} has not finished in {out} (no {pdir / 'done.json'})")
             current = pdir / "model"
-            refs[phase] = previous = read_json(pdir / PHASE_METRICS)
+            refs[phase] = previous = locate_samples(read_json(pdir / PHASE_METRICS), pdir)
             continue
         settings = json.loads(json.dumps(asdict(cfg)))
         done = pdir / "done.json"
@@ -271,6 +302,7 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
             if _training_settings(finished) != _training_settings(settings):
                 raise UserError(f"{done}: phase {phase} finished with different settings; use another --output")
             if finished != settings:  # only the gates changed: judge the saved model and results again, no training
+                refuse_vacuous_now(phase)
                 say(f"pipeline: {phase} already trained; its gates changed, re-gating from saved results")
                 summary = read_json(pdir / "summary.json")
                 verdict = on_main(acc, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
@@ -281,10 +313,11 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
                 continue
             say(f"pipeline: {phase} already done, skipping")
             current = pdir / "model"
-            refs[phase] = previous = read_json(pdir / PHASE_METRICS)
+            refs[phase] = previous = locate_samples(read_json(pdir / PHASE_METRICS), pdir)
             if not read_json(pdir / "gate.json")["passed"]:
                 return EXIT_GATE_FAILED
             continue
+        refuse_vacuous_now(phase)
         say(f"pipeline: phase {phase} from {current} ({acc.num_processes} process(es))")
         t0 = time.perf_counter()
         if phase == "cpt":
