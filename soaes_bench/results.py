@@ -45,7 +45,11 @@ COLUMNS = [
 
 # Metrics whose smaller values are better when a file does not say (lm-eval's own higher_is_better wins).
 LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity", "loss", "latency_ms", "c", "c_isolated",
-                   "verify_cost"}
+                   "verify_cost", "looping"}
+# Metrics with no better direction (generation health's length_ratio: longer or shorter than the references is not
+# better in itself). metric_higher_is_better still answers True for them (a bool column); compare marks them and
+# check never counts their move as a regression (soaes_bench/metrics/health.py says why).
+DIRECTION_NEUTRAL = {"length_ratio"}
 ACCURACY_METRICS = {"acc", "acc_norm", "exact_match"}  # per-item 0/1: McNemar applies
 CORPUS_METRICS = {"bleu4", "bleu"}  # corpus statistics: resampled from samples' bleu_pair
 # per-document (loglikelihood, count) columns of samples rows, from which these corpus metrics are recomputed

@@ -124,7 +124,7 @@ def test_run_writes_the_three_outputs_with_schema_fields(full_run, model_dir, fi
     for name, t in res["tasks"].items():
         assert set(t) == {"group", "version", "config_sha256", "n", "output_type", "higher_is_better", "metrics",
                           "samples"}
-        assert t["version"] == 1 and len(t["config_sha256"]) == 64 and t["group"] in SUITES
+        assert t["version"] == (2 if t["output_type"] == "generate_until" else 1) and len(t["config_sha256"]) == 64 and t["group"] in SUITES
         data = fixture_tasks / t["group"] / "data"
         ids = [r["id"] for f in data.glob("*.jsonl") for r in _rows(f)]
         rows = _rows(out / t["samples"])

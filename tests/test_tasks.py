@@ -71,8 +71,9 @@ def test_data_is_read_next_to_utils_py_not_from_cwd(tmp_path, monkeypatch):
 
 def test_every_task_is_versioned_and_groups_aggregate_by_size():
     tm = _manager(tasks_dir())
-    for name in ALL_TASKS:
-        assert tm.task_index[name].cfg["metadata"]["version"] == 1, name
+    for name in ALL_TASKS:  # generation tasks: 2 since the generation-health metrics (tasks/README.md, Versions)
+        expected = 2 if name in ("soaes_general_gen", "soaes_domain_qa") else 1
+        assert tm.task_index[name].cfg["metadata"]["version"] == expected, name
     for group, members in GROUPS.items():
         cfg = tm.task_index[group].cfg
         assert cfg["task"] == members
@@ -134,6 +135,7 @@ def test_generation_prompt_and_stops(loaded):
 
 
 def test_process_gen_equals_metrics_computed_directly():
+    from soaes_bench.metrics import health
     from soaes_bench.metrics.chinese import bleu4, rouge_pair
 
     docs = [json.loads(line) for line in (FIXTURES / "soaes_domain" / "domain_qa.jsonl").open()]
@@ -148,6 +150,16 @@ def test_process_gen_equals_metrics_computed_directly():
     assert outs[1]["rouge1"] == pytest.approx(100.0) and outs[2]["rouge1"] == 0.0
     assert task_hooks.corpus_bleu4([o["bleu4"] for o in outs]) == pytest.approx(
         bleu4(cleaned, [d["answer"] for d in docs]))
+    # generation health: the cleaned prediction, 0/1 looping, (prediction chars, reference chars)
+    assert [o["distinct"] for o in outs] == cleaned
+    assert [o["looping"] for o in outs] == [0.0, 0.0, 0.0, 0.0]
+    assert [o["length_ratio"] for o in outs] == [(len(p), len(d["answer"])) for p, d in zip(cleaned, docs)]
+    assert task_hooks.corpus_distinct([o["distinct"] for o in outs]) == 1.0
+    assert task_hooks.corpus_length_ratio([o["length_ratio"] for o in outs]) == pytest.approx(
+        sum(map(len, cleaned)) / sum(len(d["answer"]) for d in docs))
+    loop = task_hooks.process_gen(docs[0], ["行政法规的规定、" * 8 + "<|im_end|>"])
+    assert loop["looping"] == 1.0 and loop["distinct"] == "行政法规的规定、" * 8
+    assert health.is_looping(loop["distinct"]) and loop["length_ratio"] == (64, len(docs[0]["answer"]))
 
 
 def test_process_bpb_counts_and_lm_eval_aggregation():

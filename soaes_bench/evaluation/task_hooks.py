@@ -62,8 +62,14 @@ def process_bpb(doc: dict, results: list[float]) -> dict:
 
 def process_gen(doc: dict, results: list[str]) -> dict:
     """Per-item generation metrics: ROUGE-1/2/L (0-100, jieba words) and the (prediction, reference) pair that
-    `corpus_bleu4` turns into corpus BLEU-4 — BLEU is a corpus statistic, so items carry pairs, not scores."""
+    `corpus_bleu4` turns into corpus BLEU-4 — BLEU is a corpus statistic, so items carry pairs, not scores.
+
+    Generation health (soaes_bench.metrics.health): `looping` 0/1 per item (task mean); `distinct` carries the
+    cleaned prediction, which `corpus_distinct` turns into the share of distinct answers; `length_ratio` carries
+    (prediction chars, reference chars), which `corpus_length_ratio` turns into sum(pred) / sum(ref).
+    """
     from soaes_bench.metrics.chinese import rouge_pair
+    from soaes_bench.metrics.health import is_looping, text_length
 
     pred = clean_prediction(results[0])
     ref = str(doc["answer"]).strip()
@@ -73,6 +79,9 @@ def process_gen(doc: dict, results: list[str]) -> dict:
         "rouge2": float(scores["rouge2"]),
         "rougeL": float(scores["rougeL"]),
         "bleu4": (pred, ref),
+        "distinct": pred,
+        "looping": float(is_looping(pred)),
+        "length_ratio": (text_length(pred), text_length(ref)),
     }
 
 
@@ -83,3 +92,18 @@ def corpus_bleu4(items) -> float:
     preds = [p for p, _ in items]
     refs = [r for _, r in items]
     return float(bleu4(preds, refs))
+
+
+def corpus_distinct(items) -> float:
+    """Aggregation for `distinct`: share of distinct answers among the cleaned predictions (health.distinct_share)."""
+    from soaes_bench.metrics.health import distinct_share
+
+    return float(distinct_share(items))
+
+
+def corpus_length_ratio(items) -> float:
+    """Aggregation for `length_ratio`: sum(prediction chars) / sum(reference chars) over the task's
+    (pred_len, ref_len) pairs (health.length_ratio); no better direction."""
+    from soaes_bench.metrics.health import length_ratio
+
+    return float(length_ratio(items))

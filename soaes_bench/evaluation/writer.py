@@ -6,7 +6,8 @@ soaes_bench/results.py reads it back. Field names here must stay exactly those o
 Per-sample rows (samples/<task>.jsonl) carry per-item numbers so that runs can be compared item by item:
 - multiple choice: metrics acc/acc_norm (0/1); target and prediction are the answer letters;
 - generation: metrics rouge1/2/L (0-100) and `bleu_pair` [prediction, reference] (corpus BLEU is recomputed from
-  pairs, it is not a mean of per-item scores);
+  pairs, it is not a mean of per-item scores), metric `looping` (0/1) and `pred_len`/`ref_len` (characters, from
+  which the corpus `length_ratio` is recomputed; `distinct` is the share of distinct `prediction`s);
 - bits per byte: metrics bits_per_byte, byte_perplexity, word_perplexity of that document, plus `loglikelihood`
   (nats), `n_bytes` and `n_words` so the corpus value (-sum ll / sum bytes / ln 2) can be recomputed exactly.
 """
@@ -79,6 +80,10 @@ def sample_row(sample: dict) -> dict:
         value = sample.get(name)
         if name == "bleu4" and isinstance(value, (list, tuple)) and len(value) == 2:
             row["bleu_pair"] = [str(value[0]), str(value[1])]
+        elif name == "length_ratio" and isinstance(value, (list, tuple)) and len(value) == 2:
+            row["pred_len"], row["ref_len"] = int(value[0]), int(value[1])  # characters; the ratio is a corpus one
+        elif name == "distinct" and isinstance(value, str):
+            continue  # the cleaned prediction (`prediction`); the distinct share is a corpus statistic of them
         elif name in ("bits_per_byte", "byte_perplexity", "word_perplexity") and isinstance(value, (list, tuple)):
             ll, count = float(value[0]), int(value[1])
             row["loglikelihood"] = ll

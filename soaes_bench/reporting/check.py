@@ -11,7 +11,9 @@ red build. Without per-item samples the CI comes from the two stderrs; with neit
 A task or metric of the baseline that is missing from the results is a regression by default (`missing:
 regression`): CI must not go green because a task silently stopped running. Set `missing: error` to exit 2 instead,
 or `ignore`. Tasks whose config_sha256 or version changed are bad input (exit 2): regenerate the baseline.
-Only task-level metrics are judged; group aggregates are shown by `compare`, not gated.
+Only task-level metrics are judged; group aggregates are shown by `compare`, not gated. Metrics without a better
+direction (results.DIRECTION_NEUTRAL: length_ratio) are listed with status "no direction" when they moved and never
+count as a regression: a length change is a symptom to read next to looping/distinct/ROUGE, not a failure by itself.
 """
 
 from __future__ import annotations
@@ -98,10 +100,12 @@ def _judge(row, pol: Policy) -> tuple[str, float]:
         return "new", tol
     if not results.is_number(row.value):
         return ("missing" if pol.missing != "ignore" else "ignored"), tol
-    sign = 1.0 if row.higher_is_better else -1.0
-    worse = -sign * row.diff  # > 0: moved in the bad direction
     if row.diff == 0:
         return "same", tol
+    if row.metric in results.DIRECTION_NEUTRAL:  # e.g. length_ratio: shown, never a regression
+        return "no direction", tol
+    sign = 1.0 if row.higher_is_better else -1.0
+    worse = -sign * row.diff  # > 0: moved in the bad direction
     if worse <= 0:
         return "better", tol
     if worse <= tol:

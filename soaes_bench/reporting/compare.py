@@ -237,7 +237,8 @@ def display(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         diff = _f(r.diff, d) + (f" [{_f(r.ci_low, d)}, {_f(r.ci_high, d)}]" if results.is_number(r.ci_low) else "")
         ratio = _f(r.ratio, 3) + (f" [{_f(r.ratio_low, 3)}, {_f(r.ratio_high, 3)}]"
                                   if results.is_number(r.ratio_low) else "")
-        metric = r.metric + ("" if r.higher_is_better else " (lower better)")
+        metric = r.metric + (" (no direction)" if r.metric in results.DIRECTION_NEUTRAL
+                             else "" if r.higher_is_better else " (lower better)")
         p = r.p_mcnemar if results.is_number(r.p_mcnemar) else r.p_bootstrap
         rows.append([r.task, metric] + ([r.run] if many else []) + [_f(r.value_ref, d), _f(r.value, d), diff, ratio,
                                                                       _p(p), str(r.n_shared or "–")])

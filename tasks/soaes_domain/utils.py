@@ -7,7 +7,8 @@ The shared logic lives in soaes_bench.evaluation.task_hooks.
 
 from pathlib import Path
 
-from soaes_bench.evaluation.task_hooks import corpus_bleu4, load_split, process_bpb, process_gen  # noqa: F401
+from soaes_bench.evaluation.task_hooks import (  # noqa: F401
+    corpus_bleu4, corpus_distinct, corpus_length_ratio, load_split, process_bpb, process_gen)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
