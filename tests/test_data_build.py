@@ -12,7 +12,8 @@ import zipfile
 
 import pytest
 
-from soaes_bench.data import build, corpus, evalsets, sft, sources, text
+from soaes_bench.data import build, corpus, evalsets, overlap, sft, sources, text
+from soaes_bench.data import schemas as check_schemas
 from soaes_bench.data import tokenizer as tok
 from soaes_bench.errors import UserError
 
@@ -76,14 +77,36 @@ def test_sentences_and_chunk():
 # --- a tiny fake source tree ----------------------------------------------------------------------------------------
 
 LAWS = {  # law_id -> (name, department, n_articles)
-    "core1": ("中华人民共和国企业国有资产法", "经济法", 8),
-    "core2": ("中华人民共和国公司法", "民法商法", 6),
+    "core1": ("中华人民共和国企业国有资产法", "经济法", 15),
+    "core2": ("中华人民共和国公司法", "民法商法", 15),
     "held1": ("中华人民共和国审计法", "经济法", 8),
     "eco1": ("中华人民共和国价格法", "经济法", 6),
     "eco2": ("中华人民共和国统计法", "经济法", 6),
     "adm1": ("中华人民共和国行政许可法", "行政法", 6),
 }
 NUM = "一二三四五六七八九十"
+HANDWRITTEN_CITES = [("中华人民共和国企业国有资产法", "第二条"), ("中华人民共和国公司法", "第三条")]
+
+
+def _article_no(k: int) -> str:
+    return f"第{'十' if k == 10 else ('十' + NUM[k - 11] if k > 10 else NUM[k - 1])}条"
+
+
+# SOAE-core articles need distinct wording (the knowledge sets drop items whose text is in SFT): seeded random
+# words in the article shapes the builders look for (本法所称X，是指Y / <agent>应当… / <agent>不得…).
+_CHARS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥金木水火土日月星山川江河湖海风雨雷电春夏秋冬东南西北红黄蓝白黑"
+
+
+def _core_body(law_id: str, k: int) -> str:
+    import random
+
+    r = random.Random(f"{law_id}-{k}")
+    w = lambda n: "".join(r.choice(_CHARS) for _ in range(n))  # noqa: E731
+    agent = w(2) + r.choice(["公司", "机构", "管理人"])
+    shapes = [f"本法所称{w(3)}，是指{w(10)}的{w(6)}。{agent}应当{w(9)}，{w(8)}。",
+              f"{agent}应当{w(9)}，并{w(10)}。{w(4)}可以{w(6)}，{w(7)}。",
+              f"{agent}不得{w(8)}，{w(9)}。{w(5)}，{w(10)}。"]
+    return shapes[k % 3]
 
 
 def _make_db(path):
@@ -94,9 +117,11 @@ def _make_db(path):
     for law_id, (name, dept, n) in LAWS.items():
         for k in range(1, n + 1):
             body = f"{name[7:]}第{k}条：本法所称主体{k}，是指依法设立的组织。有关部门应当依法认真履行本法规定的职责{k}。任何单位和个人都不得滥用权力。"
+            if law_id.startswith("core"):
+                body = _core_body(law_id, k)
             con.execute("INSERT INTO articles (law_id, law_name, law_department, level, status, chapter, article_no,"
                         " article_no_arabic, article_text) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (law_id, name, dept, "法律", "现行有效", "第一章 总则", f"第{NUM[k - 1]}条", k, body))
+                        (law_id, name, dept, "法律", "现行有效", "第一章 总则", _article_no(k), k, body))
         con.execute("INSERT INTO articles (law_id, law_name, law_department, level, status, article_no, article_no_arabic,"
                     " article_text) VALUES (?,?,?,?,?,?,?,?)", (law_id, name, dept, "法律", "已废止", "第九十九条", 99, "旧"))
     con.commit()
@@ -123,12 +148,20 @@ def _fake_sources(tmp_path):
             "fortunes": {"wisdom": tmp_path / "wisdom"}}
 
 
-def _build_rows(src, seed, tmp_path):
+def _write_handwritten(path, cites=HANDWRITTEN_CITES):
+    path.write_text("".join(json.dumps({"id": f"hw-{i:04d}", "question": f"手写问题{i}？", "answer": f"手写回答{i}。",
+                                        "topic": "t", "cite": {"law": law, "article": no}}, ensure_ascii=False) + "\n"
+                            for i, (law, no) in enumerate(cites)), encoding="utf-8")
+    return path
+
+
+def _build_rows(src, seed, tmp_path, handwritten=None):
+    handwritten = handwritten or tmp_path / "missing.jsonl"
     c = corpus.load(src, seed)
     out = {"general": [d.row() for d in corpus.general_docs(c, seed)],
            "domain": [d.row() for d in corpus.domain_docs(c, seed)],
-           "sft1": sft.stage1(c, seed), "sft2": sft.stage2(c, seed, tmp_path / "missing.jsonl", log=lambda m: None)}
-    for suite in evalsets.build_all(c, seed).values():
+           "sft1": sft.stage1(c, seed), "sft2": sft.stage2(c, seed, handwritten, log=lambda m: None)}
+    for suite in evalsets.build_all(c, seed, handwritten, out["sft1"] + out["sft2"]).values():
         out.update(suite)
     return c, out
 
@@ -137,7 +170,8 @@ def _build_rows(src, seed, tmp_path):
 def fake(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("src")
     src = _fake_sources(tmp)
-    return tmp, src, *_build_rows(src, 7, tmp)
+    hw = _write_handwritten(tmp / "expert_handwritten.jsonl")
+    return tmp, src, *_build_rows(src, 7, tmp, hw)
 
 
 def test_read_laws_keeps_current_statutes_only(fake):
@@ -169,7 +203,7 @@ def test_split_is_by_document(fake):
 
 def test_build_is_deterministic_per_seed(fake, tmp_path):
     tmp, src, _, rows = fake
-    _, again = _build_rows(src, 7, tmp_path)
+    _, again = _build_rows(src, 7, tmp_path, tmp / "expert_handwritten.jsonl")
     assert json.dumps(again, ensure_ascii=False) == json.dumps(rows, ensure_ascii=False)
     _, other = _build_rows(src, 8, tmp_path)
     assert [r["id"] for r in other["general"]] != [r["id"] for r in rows["general"]]
@@ -182,7 +216,8 @@ def test_sft_rows_are_chat_pairs(fake):
         assert set(r) == {"id", "messages", "source", "kind", "cite"}
         assert [m["role"] for m in r["messages"]] == ["user", "assistant"]
         assert all(isinstance(m["content"], str) and m["content"] for m in r["messages"])
-    assert all(r["cite"] and r["kind"] == "generated" for r in rows["sft2"])
+    assert all(r["cite"] for r in rows["sft2"])
+    assert {r["kind"] for r in rows["sft2"]} == {"generated", "handwritten"}
     assert all(r["cite"] is None for r in rows["sft1"])
 
 
@@ -212,8 +247,119 @@ def test_eval_schemas(fake):
             assert len(r["choices"]) == 4 and 0 <= r["answer"] < 4 and len(set(r["choices"])) == 4
     for name in ("general_gen.jsonl", "domain_qa.jsonl"):
         assert rows[name] and all(set(r) == {"id", "question", "answer", "source", "kind"} for r in rows[name])
+    assert rows["domain_knowledge.jsonl"] and rows["domain_knowledge_mc.jsonl"]
+    for r in rows["domain_knowledge.jsonl"]:
+        assert set(r) == {"id", "question", "answer", "source", "kind", "cite"} and check_schemas.SCHEMAS["kgen"](r)
+    for r in rows["domain_knowledge_mc.jsonl"]:
+        assert set(r) == {"id", "question", "choices", "answer", "source", "cite"} and check_schemas.SCHEMAS["kmc"](r)
     for name, rs in rows.items():
         assert len({r["id"] for r in rs}) == len(rs), name
+
+
+# --- SOAE-core split and the domain knowledge sets -----------------------------------------------------------------
+
+
+def _core(c):
+    return [law for law in c.laws_train if c.is_core(law)]
+
+
+def test_core_split_is_disjoint_seeded_and_keeps_handwritten_articles_in_sft(fake):
+    tmp, _, c, _ = fake
+    split = sft.knowledge_split(c, 7, tmp / "expert_handwritten.jsonl")
+    keys = {corpus.article_key(a) for law in _core(c) for a in law.articles}
+    assert split.eval and not split.sft & split.eval and split.sft | split.eval == keys
+    assert split.forced == set(HANDWRITTEN_CITES) and split.forced <= split.sft
+    for law in _core(c):
+        usable = [a for a in law.articles if corpus.KNOWLEDGE_MIN_CHARS <= len(a.text) <= corpus.KNOWLEDGE_MAX_CHARS]
+        assert sum(split.is_eval(a) for a in law.articles) == round(corpus.KNOWLEDGE_EVAL_FRACTION * len(usable))
+    assert sft.knowledge_split(c, 7, tmp / "expert_handwritten.jsonl") == split
+    assert sft.knowledge_split(c, 8, tmp / "expert_handwritten.jsonl").eval != split.eval
+    # a newly cited eval article moves to SFT; the law keeps its eval share from the other candidates
+    moved = sorted(split.eval)[0]
+    again = sft.knowledge_split(c, 7, _write_handwritten(tmp / "hw2.jsonl", HANDWRITTEN_CITES + [moved]))
+    assert moved in again.sft and len(again.eval) == len(split.eval) and len(again.eval - split.eval) == 1
+
+
+def test_identical_articles_land_on_the_same_side(fake):
+    _, _, c, _ = fake
+    law = _core(c)[0]
+    same = "违反本法规定，构成犯罪的，依法追究刑事责任。"
+    arts = [text.LawArticle(law.id, law.name, law.department, "", f"第{NUM[k - 1]}条", k,
+                            same if k in (1, 5, 9) else f"第{k}条的内容各不相同，{'甲乙丙丁'[k % 4] * k}。")
+            for k in range(1, 11)]
+    c2 = corpus.Corpus([corpus.Law(law.id, law.name, law.department, arts)], [], [], [], set(), [], [], [], [])
+    for seed in range(12):
+        split = corpus.core_split(c2, seed)
+        sides = {corpus.article_key(a) in split.eval for a in arts if a.text == same}
+        assert sides == {False}, seed  # any copy in SFT keeps every copy in SFT
+    forced = {corpus.article_key(arts[0])}
+    assert all(corpus.article_key(a) in corpus.core_split(c2, 3, forced).sft for a in arts if a.text == same)
+
+
+def test_stage2_uses_only_sft_part_and_cpt_keeps_every_core_article(fake):
+    tmp, _, c, rows = fake
+    split = sft.knowledge_split(c, 7, tmp / "expert_handwritten.jsonl")
+    cites = {tuple(r["cite"].rsplit(" ", 1)) for r in rows["sft2"] if r["kind"] == "generated"}
+    assert cites and cites <= split.sft and not cites & split.eval
+    hw = [r for r in rows["sft2"] if r["kind"] == "handwritten"]
+    assert [tuple(r["cite"].rsplit(" ", 1)) for r in hw] == HANDWRITTEN_CITES
+    domain = "\n".join(r["text"] for r in rows["domain"])
+    assert all(f"{a.article_no} {a.text}" in domain for law in _core(c) for a in law.articles)
+    no_split = sft.stage2(c, 7, tmp / "expert_handwritten.jsonl", log=lambda m: None,
+                          split=corpus.CoreSplit(frozenset(), frozenset(), frozenset()))
+    assert len(no_split) > len(rows["sft2"])  # without the split every core article gives SFT items
+
+
+def test_knowledge_items_ask_about_eval_part_articles_only(fake):
+    tmp, _, c, rows = fake
+    split = sft.knowledge_split(c, 7, tmp / "expert_handwritten.jsonl")
+    arts = {corpus.article_key(a): a.text for law in _core(c) for a in law.articles}
+    gen, mc = rows["domain_knowledge.jsonl"], rows["domain_knowledge_mc.jsonl"]
+    assert {r["kind"] for r in gen} == set(evalsets.KNOWLEDGE_KINDS)
+    sft_questions = {m["content"] for r in rows["sft1"] + rows["sft2"] for m in r["messages"] if m["role"] == "user"}
+    units = lambda t: "\x01" + "\x01".join(overlap.units(t)) + "\x01"  # noqa: E731
+    sft_texts = "\x00".join(units(m["content"]) for r in rows["sft1"] + rows["sft2"] for m in r["messages"])
+    for r in gen + mc:
+        key = tuple(r["cite"].rsplit(" ", 1))
+        assert key in split.eval, r["id"]
+        assert r["question"] not in sft_questions, r["id"]
+        if r.get("kind") == "which":  # the answer is the citation; the quoted lead is the article's
+            assert units(r["question"].split("……")[0].lstrip("“"))[:-1] in units(arts[key])
+            continue
+        content = overlap.content(check_schemas.knowledge_view(r)[2])
+        assert units(content) in units(arts[key]), r["id"]  # the answer is the cited article's own text
+        assert units(content) not in sft_texts, r["id"]
+    assert all(len(r["answer"]) <= evalsets.QA_MAX_CHARS for r in gen)
+    assert len({r["id"] for r in gen + mc}) == len(gen) + len(mc)
+
+
+def test_knowledge_mc_is_cloze_form_and_balanced(fake):
+    tmp, _, c, rows = fake
+    split = sft.knowledge_split(c, 7, tmp / "expert_handwritten.jsonl")
+    sets = evalsets.knowledge_sets(c, 7, split, rows["sft1"] + rows["sft2"], n_gen=20, n_cont=8, n_modal=4)
+    mc = sets["domain_knowledge_mc.jsonl"]
+    variants = {v: [r for r in mc if r["id"].startswith(f"kmc-{v}-")] for v in ("modal", "cont")}
+    assert len(variants["modal"]) == 4 and len(variants["cont"]) >= 4
+    for rs in variants.values():  # every constant answer position scores 1/4 (+-1 item)
+        counts = [sum(r["answer"] == k for r in rs) for k in range(4)]
+        assert max(counts) - min(counts) <= 1, counts
+    for r in variants["modal"]:
+        correct = r["choices"][r["answer"]]
+        assert {ch[:2] for ch in r["choices"]} == set(evalsets.MODALS) and len({ch[2:] for ch in r["choices"]}) == 1
+        assert r["question"].startswith("根据《") and (r["question"].split("：", 1)[1] + correct).endswith("。")
+    for r in variants["cont"]:
+        n = len(r["choices"][r["answer"]])
+        assert all(0.7 * n <= len(ch) <= 1.3 * n for ch in r["choices"]) and len(set(r["choices"])) == 4
+    assert len({r["cite"] for r in mc}) == len(mc)  # the two variants use different articles
+
+
+def test_knowledge_sets_do_not_reshuffle_the_other_eval_sets(fake):
+    tmp, _, c, rows = fake
+    other = evalsets.build_all(c, 7)  # no hand-written items: another split, other knowledge items
+    for suite in other.values():
+        for name, rs in suite.items():
+            if "knowledge" not in name:
+                assert rs == rows[name], name
 
 
 # --- tokenizer ------------------------------------------------------------------------------------------------------

@@ -43,6 +43,9 @@ GOOD = {
                     "cite": {"law": "中华人民共和国企业国有资产法", "article": "第四十七条"}},
     "mc": {"id": "m1", "question": "问", "choices": ["甲", "乙", "丙", "丁"], "answer": 2, "source": "s"},
     "gen": gen(1, "问", "答"),
+    "kgen": {**gen(2, "问", "答"), "cite": "中华人民共和国公司法 第二条"},
+    "kmc": {"id": "km1", "question": "根据《公司法》：公司", "choices": ["甲。", "乙。", "丙。", "丁。"], "answer": 1,
+            "source": "s", "cite": "中华人民共和国公司法 第一百零二条"},
 }
 
 BAD = [  # (schema, field changes, field named in the message)
@@ -64,6 +67,9 @@ BAD = [  # (schema, field changes, field named in the message)
     ("text", {"source": 5}, "source"),
     ("handwritten", {"cite": {"law": "某法"}}, "cite.article"),
     ("doc", {"id": True}, "id"),
+    ("kgen", {"cite": "中华人民共和国公司法"}, "cite"),
+    ("kgen", {"cite": None}, "cite"),
+    ("kmc", {"answer": 7}, "answer"),
 ]
 
 
@@ -275,6 +281,105 @@ def test_templates_shared_by_many_eval_items_are_ignored(tmp_path):
     on = check.check_data(*args)["by_eval"][str(tmp_path / "eval.jsonl")]
     assert on["leaked"] == [{"id": "g0", "coverage": 1.0}]
     assert check.check_data(*args, templates=False)["by_eval"][str(tmp_path / "eval.jsonl")]["leaked"] == []
+
+
+# ---------------------------------------------------------------------------------------------- knowledge sets
+LAW = "中华人民共和国公司法"
+ARTICLES = {  # a law document as text.law_document writes it
+    "第一条": "为了规范公司的组织和行为，保护公司、股东、职工和债权人的合法权益，制定本法。",
+    "第二条": "本法所称公司，是指依照本法在中华人民共和国境内设立的有限责任公司和股份有限公司。",
+    "第三条": "公司是企业法人，有独立的法人财产，享有法人财产权。\n公司以其全部财产对公司的债务承担责任。",
+}
+
+
+def _knowledge_setup(tmp_path, sft_rows=(), hw_rows=()):
+    law_doc = LAW + "\n" + "\n".join(f"{no} {t}" for no, t in ARTICLES.items())
+    write_jsonl(tmp_path / "domain.jsonl", [doc(0, law_doc), doc(1, "一篇与法律无关的经济新闻，讲述市场的变化和企业的经营。")])
+    chat = lambda i, q, a: {"id": f"s{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],  # noqa: E731
+                            "source": "t", "kind": "generated", "cite": None}
+    write_jsonl(tmp_path / "sft_stage2.jsonl", [chat(0, "《中华人民共和国公司法》第一条规定了什么？", ARTICLES["第一条"])]
+                + [chat(i + 1, q, a) for i, (q, a) in enumerate(sft_rows)])
+    write_jsonl(tmp_path / "expert_handwritten.jsonl", [
+        {"id": "hw-1", "question": "国有独资公司的章程由谁制定？", "answer": "由履行出资人职责的机构制定。", "topic": "t",
+         "cite": {"law": LAW, "article": "第一条"}}, *hw_rows])
+    items = [
+        {"id": "kn-recall-2", "question": f"《{LAW}》第二条规定了什么？", "answer": ARTICLES["第二条"],
+         "source": "laws/soae_core", "kind": "recall", "cite": f"{LAW} 第二条"},
+        {"id": "kn-which-3", "question": "“公司是企业法人，有独立的法人财产……”出自哪部法律的哪一条？",
+         "answer": f"出自《{LAW}》第三条。", "source": "laws/soae_core", "kind": "which", "cite": f"{LAW} 第三条"},
+    ]
+    mc = [{"id": "kmc-cont-3", "question": "根据《公司法》：公司是企业法人，", "choices": [
+        "有独立的法人财产，享有法人财产权。", "是指依照本法设立的有限责任公司。", "保护职工和债权人的合法权益。", "对公司的债务承担有限责任。"],
+        "answer": 0, "source": "laws/soae_core", "cite": f"{LAW} 第三条"}]
+    write_jsonl(tmp_path / "domain_knowledge.jsonl", items)
+    write_jsonl(tmp_path / "domain_knowledge_mc.jsonl", mc)
+    train = {tmp_path / "domain.jsonl": "doc", tmp_path / "sft_stage2.jsonl": "sft",
+             tmp_path / "expert_handwritten.jsonl": "handwritten"}
+    evals = {tmp_path / "domain_knowledge.jsonl": "kgen", tmp_path / "domain_knowledge_mc.jsonl": "kmc"}
+    return train, evals
+
+
+def test_knowledge_source_in_cpt_is_counted_and_not_a_leak(tmp_path):
+    train, evals = _knowledge_setup(tmp_path)
+    report = check.check_data(train, evals)
+    assert report["passed"], report["failures"]
+    gen = report["knowledge"][str(tmp_path / "domain_knowledge.jsonl")]
+    assert gen["source_items"] == gen["items"] == 2 and gen["source_files"] == {str(tmp_path / "domain.jsonl"): 2}
+    assert gen["items_leaked"] == 0 and report["knowledge"][str(tmp_path / "domain_knowledge_mc.jsonl")]["source_items"] == 1
+    cell = {(c["train"], c["eval"]): c for c in report["contamination"]}
+    assert cell[str(tmp_path / "domain.jsonl"), str(tmp_path / "domain_knowledge.jsonl")]["share_rate"] == 1.0
+    assert "knowledge source: 2/2 items' articles are in domain.jsonl" in check.format_table(report)
+    # the recall item is 68% covered by domain.jsonl: with a 60% cut a plain generation set fails (existing
+    # behaviour, all training data together), the knowledge set passes (its CPT overlap is the source)
+    plain = check.check_data(train, {tmp_path / "domain_knowledge.jsonl": "gen"}, min_coverage=0.6)
+    assert not plain["passed"] and "kn-recall-2" in plain["failures"][0]
+    assert check.check_data(train, evals, min_coverage=0.6)["passed"]
+    # an article that is not in the CPT corpus is not a knowledge source
+    write_jsonl(tmp_path / "domain_knowledge.jsonl", [{**GOOD["kgen"], "cite": f"{LAW} 第九条"}])
+    k = check.check_data(train, evals)["knowledge"][str(tmp_path / "domain_knowledge.jsonl")]
+    assert k["source_items"] == 0 and k["unsourced"] == ["g2"]
+
+
+@pytest.mark.parametrize("sft_rows, hw_rows, item, reason, where", [
+    ([(f"《{LAW}》第二条规定了什么？", "另一个回答。")], [], "kn-recall-2", "question", "sft_stage2.jsonl"),
+    ([("公司的定义是什么？", "按照公司法，" + ARTICLES["第二条"])], [], "kn-recall-2", "answer text", "sft_stage2.jsonl"),
+    ([], [{"id": "hw-2", "question": "这句话出自哪里：公司是企业法人？", "answer": f"出自《{LAW}》第三条。", "topic": "t",
+           "cite": {"law": LAW, "article": "第三条"}}], "kn-which-3", "answer", "expert_handwritten.jsonl"),
+    ([("公司有哪些财产？", "公司有独立的法人财产，享有法人财产权。")], [], "kmc-cont-3", "answer text", "sft_stage2.jsonl"),
+])
+def test_knowledge_item_in_an_sft_set_is_a_leak(tmp_path, sft_rows, hw_rows, item, reason, where):
+    train, evals = _knowledge_setup(tmp_path, sft_rows, hw_rows)
+    report = check.check_data(train, evals)
+    assert not report["passed"]
+    leaked = [x for k in report["knowledge"].values() for x in k["leaked"]]
+    assert [x["id"] for x in leaked] == [item] and leaked[0]["reason"].startswith(reason)
+    assert leaked[0]["files"] == [str(tmp_path / where)]
+    assert any(item in f and "domain_knowledge" in f and where in f for f in report["failures"])
+
+
+def test_cli_fails_on_a_leaked_knowledge_item(tmp_path, monkeypatch, capsys):
+    train, evals = _knowledge_setup(tmp_path, [(f"《{LAW}》第二条规定了什么？", "另一个回答。")])
+    monkeypatch.setattr(check, "default_files", lambda: (train, evals))
+    monkeypatch.setattr(check.paths, "training_dir", lambda: tmp_path / "no-training")
+    assert cli.main(["data", "check"]) == 1
+    out, err = capsys.readouterr()
+    assert "item kn-recall-2 leaked: its question is in" in out and "domain_knowledge.jsonl" in err
+
+
+def test_text_index_leak_rule_ignores_citations():
+    idx = overlap.TextIndex([f"出自《{LAW}》第十条。原文是：公司应当依法经营。", f"出自《{LAW}》第十二条。",
+                             "根据《公司法》，对董事有什么要求？", "董事应当遵守法律、行政法规和公司章程，对公司负有忠实义务。"])
+    assert idx.leak("“公司的经营……”出自哪部法律的哪一条？", f"出自《{LAW}》第十一条。", f"出自《{LAW}》第十一条。") is None
+    assert idx.leak(f"根据《公司法》第一百八十条，对董事有什么要求？", "x", "x") is None  # not the SFT question
+    assert idx.leak("根据《公司法》，对董事有什么要求？", "x", "x")[0] == "question"
+    sent = f"根据《{LAW}》第一百八十条，董事应当遵守法律、行政法规和公司章程，对公司负有忠实义务。"
+    assert idx.leak("问？", sent, sent)[0] == "answer text"  # its content occurs in an SFT turn
+    assert idx.leak("问？", "x", sent[:-6] + "甲乙丙。")[0].startswith("answer text (")  # >= 80% of it in SFT 13-grams
+    # a quoted lead that an SFT article restates with the article number ("本法第六十条关于…的规定")
+    idx = overlap.TextIndex(["本法第六十条关于只有一个股东的有限责任公司不设股东会的规定，适用于只有一个股东的股份有限公司。"])
+    which = f"出自《{LAW}》第六十条。"
+    assert idx.leak("“只有一个股东的有限责任公司不设股东会。……”出自哪部法律的哪一条？", which, which)[0].startswith("question text")
+    assert overlap.strip_citations(f"《{LAW}》第一百零二条之一第二款") == "，，，"
 
 
 # ---------------------------------------------------------------------------------------------- manifest

@@ -24,7 +24,8 @@ MANIFEST_SCHEMA = "soaes-bench/data-manifest"
 TRAINING_FILES = ("general.jsonl", "domain.jsonl", "sft_stage1.jsonl", "sft_stage2.jsonl")
 EVAL_FILES = {
     "soaes_general": ("zh_text.jsonl", "en_text.jsonl", "general_mc.jsonl", "general_gen.jsonl"),
-    "soaes_domain": ("domain_text.jsonl", "domain_qa.jsonl", "domain_mc.jsonl"),
+    "soaes_domain": ("domain_text.jsonl", "domain_qa.jsonl", "domain_mc.jsonl", "domain_knowledge.jsonl",
+                     "domain_knowledge_mc.jsonl"),
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 CARD_BEGIN, CARD_END = "<!-- built-files:begin -->", "<!-- built-files:end -->"
@@ -87,12 +88,15 @@ def build(seed: int = 1234, cache: Path | None = None, with_tokenizer: bool = Tr
     c = corpus.load(src_paths, seed)
     out = data_dir()
     handwritten = out / "expert_handwritten.jsonl"
+    split = sft.knowledge_split(c, seed, handwritten)  # SOAE-core articles: SFT part vs knowledge-eval part
+    log(f"SOAE-core articles: {len(split.sft)} SFT part ({len(split.forced)} cited by hand-written items), "
+        f"{len(split.eval)} eval part (domain knowledge sets)")
 
     training = {
         "general.jsonl": [d.row() for d in corpus.general_docs(c, seed)],
         "domain.jsonl": [d.row() for d in corpus.domain_docs(c, seed)],
         "sft_stage1.jsonl": sft.stage1(c, seed),
-        "sft_stage2.jsonl": sft.stage2(c, seed, handwritten, log=log),
+        "sft_stage2.jsonl": sft.stage2(c, seed, handwritten, log=log, split=split),
     }
     written: list[Path] = []
     for name, rows in training.items():
@@ -109,7 +113,8 @@ def build(seed: int = 1234, cache: Path | None = None, with_tokenizer: bool = Tr
         written += [paths.TOKENIZER_DIR / f for f in sorted(p.name for p in paths.TOKENIZER_DIR.iterdir())]
         log(f"wrote {_rel(paths.TOKENIZER_DIR)}/ (vocab {tokenizer.VOCAB_SIZE})")
 
-    for suite, rows_by_file in evalsets.build_all(c, seed).items():
+    sft_rows = training["sft_stage1.jsonl"] + training["sft_stage2.jsonl"]
+    for suite, rows_by_file in evalsets.build_all(c, seed, handwritten, sft_rows).items():
         for name, rows in rows_by_file.items():
             p = paths.REPO_ROOT / "tasks" / suite / "data" / name
             written.append(write_jsonl(p, rows))

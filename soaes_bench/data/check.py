@@ -21,6 +21,15 @@ training laws) and statutory formulas repeated across laws ("对直接负责的�
 held-out newspaper issue, a review posted twice). 13 characters is longer than the stock phrases that matter
 ("履行出资人职责的机构" is 10) and a copy with a few characters changed keeps most of its 13-character stretches,
 so its coverage stays high. The 80% "dirty" cut follows the Llama 2 contamination analysis.
+
+Knowledge sets (schemas kgen/kmc: domain_knowledge*.jsonl) ask about SOAE-core articles that are in the CPT
+corpus on purpose. For them the CPT (doc) files are the *knowledge source*: an item counts as sourced when its
+`cite` ("<law> 第N条") names an article of a law document in a doc file and that article shares a 13-gram with
+the item. Only the SFT sets (sft and handwritten schemas) can leak, and one leaked item fails the check: the
+item's question or answer is an SFT turn (exact, normalised), its answer's content (law titles and article numbers
+stripped, overlap.content; at least 6 units) occurs inside an SFT turn, or >= 80% of the content of its answer
+text or of its question lies in SFT 13-grams (overlap.TextIndex.leak). The 5% coverage gate above applies to
+them against the SFT sets only.
 Python API: check_data(train, evals, ...) with explicit paths; default_files() lists the files of DESIGN.md.
 """
 
@@ -36,7 +45,7 @@ import numpy as np
 
 from soaes_bench import paths
 from soaes_bench.data import overlap
-from soaes_bench.data.schemas import SCHEMAS, infer_schema, row_id
+from soaes_bench.data.schemas import KNOWLEDGE_SCHEMAS, SCHEMAS, infer_schema, knowledge_view, row_id
 from soaes_bench.errors import UserError
 from soaes_bench.io import iter_jsonl, read_json, sha256_file
 
@@ -54,7 +63,10 @@ TRAIN_FILES = {"general.jsonl": "doc", "domain.jsonl": "doc", "sft_stage1.jsonl"
                "sft_stage2.jsonl": "sft", "expert_handwritten.jsonl": "handwritten"}
 EVAL_FILES = {"soaes_general": {"zh_text.jsonl": "text", "en_text.jsonl": "text", "general_mc.jsonl": "mc",
                                 "general_gen.jsonl": "gen"},
-              "soaes_domain": {"domain_text.jsonl": "text", "domain_mc.jsonl": "mc", "domain_qa.jsonl": "gen"}}
+              "soaes_domain": {"domain_text.jsonl": "text", "domain_mc.jsonl": "mc", "domain_qa.jsonl": "gen",
+                               "domain_knowledge.jsonl": "kgen", "domain_knowledge_mc.jsonl": "kmc"}}
+SFT_SCHEMAS = ("sft", "handwritten")  # training files that can leak a knowledge item
+CPT_SCHEMAS = ("doc",)                 # training files that are a knowledge item's source
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -65,6 +77,7 @@ class DataFile:
     ids: list = field(default_factory=list)
     segments: list[list[str]] = field(default_factory=list)  # per row: the text fields compared for overlap
     chars: int = 0
+    knowledge: list[tuple[str, str, str, str]] = field(default_factory=list)  # kgen/kmc: (q, answer, evidence, cite)
 
     @property
     def label(self) -> str:
@@ -96,6 +109,8 @@ def load_file(path: str | Path, schema: str | None = None) -> DataFile:
         seen[rid] = lineno
         data.ids.append(rid)
         data.segments.append(segs)
+        if data.schema in KNOWLEDGE_SCHEMAS:
+            data.knowledge.append((*knowledge_view(row), row["cite"]))
         data.chars += sum(len(s) for s in segs)
     if not data.ids:
         raise UserError(f"{path}: empty file (no rows)")
@@ -183,6 +198,55 @@ def duplicate_stats(data: DataFile, unit_hashes: list[list[np.ndarray]] | None =
             "near_dup_examples": examples}
 
 
+_ARTICLE_START = re.compile(r"\n(?=第[零〇一二三四五六七八九十百千]+条(?:之[一二三四五六七八九十]+)? )")
+
+
+def law_articles(docs: list[DataFile]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(law name, article_no) -> (article text, file label) of the law documents in doc files: a first line with
+    the law's name, then one `第N条 <text>` line per article (text.law_document)."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for d in docs:
+        for segs in d.segments:
+            text = segs[0]
+            title, _, body = text.partition("\n")
+            if not body.startswith("第"):
+                continue
+            for part in _ARTICLE_START.split(body):
+                no, _, art = part.partition(" ")
+                out.setdefault((title.strip(), no), (art, d.label))
+    return out
+
+
+def knowledge_report(e: DataFile, sft: list[DataFile], cpt: list[DataFile], n: int = NGRAM,
+                     min_coverage: float = MIN_COVERAGE, articles: dict | None = None) -> dict:
+    """Knowledge source (the cited article is in a CPT file) and leaks (question/answer in an SFT file) of a
+    knowledge eval file; see the module docstring."""
+    articles = law_articles(cpt) if articles is None else articles
+    per_file = {f.label: overlap.TextIndex((t for segs in f.segments for t in segs), n) for f in sft}
+    union = overlap.TextIndex((t for f in sft for segs in f.segments for t in segs), n)
+    sourced: dict[str, int] = {}
+    unsourced, leaked, cov = [], [], []
+    for rid, (q, a, evidence, cite) in zip(e.ids, e.knowledge):
+        law, _, no = cite.rpartition(" ")
+        art = articles.get((law, no))
+        grams = overlap.build_index([overlap.ngram_hashes(evidence, n), overlap.ngram_hashes(q, n)])
+        if art and overlap.contains(grams, overlap.ngram_hashes(art[0], n)).any():
+            sourced[art[1]] = sourced.get(art[1], 0) + 1
+        else:
+            unsourced.append(rid)
+        hit = union.leak(q, a, evidence, min_coverage)
+        cov.append(hit[1] if hit else union.coverage(evidence))
+        if hit:
+            files = [label for label, idx in per_file.items() if idx.leak(q, a, evidence, min_coverage)]
+            leaked.append({"id": rid, "reason": hit[0], "coverage": round(hit[1], 3),
+                           "files": files or ["the SFT sets together"]})
+    items = len(e.ids)
+    return {"items": items, "source_items": items - len(unsourced), "source_rate": (items - len(unsourced)) / items,
+            "source_files": sourced, "unsourced": unsourced[:10], "sft_files": list(per_file),
+            "items_leaked": len(leaked), "leak_rate": len(leaked) / items, "leaked": leaked,
+            "partial_rate": float(np.mean(np.array(cov) >= 0.5)), "max_sft_coverage": round(max(cov), 3)}
+
+
 def check_data(train: dict[str | Path, str], evals: dict[str | Path, str], manifest: str | Path | None = None,
                max_leak: float = DEFAULT_MAX_LEAK, n: int = NGRAM, min_coverage: float = MIN_COVERAGE,
                templates: bool = True) -> dict:
@@ -209,6 +273,11 @@ def check_data(train: dict[str | Path, str], evals: dict[str | Path, str], manif
     indexes = {d.label: overlap.build_index(overlap.ngrams_from_units(u, n) for segs in units[d.label] for u in segs)
                for d in tfiles}
     union = overlap.build_index(indexes.values())
+    sft_files = [t for t in tfiles if t.schema in SFT_SCHEMAS]
+    cpt_files = [t for t in tfiles if t.schema in CPT_SCHEMAS]
+    sft_union = overlap.build_index(indexes[t.label] for t in sft_files)
+    articles = law_articles(cpt_files) if any(e.schema in KNOWLEDGE_SCHEMAS for e in efiles) else {}
+    report["knowledge"] = {}
     keys = ("share_rate", "leak_rate", "partial_rate", "ngram_rate")
     for e in efiles:
         items = [[(overlap.ngrams_from_units(u, n), len(u)) for u in segs] for segs in units[e.label]]
@@ -221,10 +290,11 @@ def check_data(train: dict[str | Path, str], evals: dict[str | Path, str], manif
             report["contamination"].append({"train": t.label, "eval": e.label, "items": len(items),
                                             "items_leaked": int(c["leaked"].sum()),
                                             **{k: float(c[k]) for k in keys}})
-        c = overlap.contamination(union, items, n, ignore, min_coverage)
+        knowledge = e.schema in KNOWLEDGE_SCHEMAS  # the CPT corpus is its knowledge source: SFT sets only
+        c = overlap.contamination(sft_union if knowledge else union, items, n, ignore, min_coverage)
         worst = np.argsort(-c["coverage"], kind="stable")
         report["by_eval"][e.label] = {
-            "items": len(items), "items_leaked": int(c["leaked"].sum()), "items_sharing": int(c["shares"].sum()),
+            "against": "sft" if knowledge else "all", "items": len(items), "items_leaked": int(c["leaked"].sum()), "items_sharing": int(c["shares"].sum()),
             **{k: float(c[k]) for k in keys}, "ngram_total": c["ngram_total"],
             "templates_ignored": 0 if ignore is None else len(ignore),
             "leaked": [{"id": e.ids[i], "coverage": round(float(c["coverage"][i]), 3)} for i in worst[:10]
@@ -232,7 +302,15 @@ def check_data(train: dict[str | Path, str], evals: dict[str | Path, str], manif
         if c["leak_rate"] > max_leak:
             ids = [x["id"] for x in report["by_eval"][e.label]["leaked"][:5]]
             report["failures"].append(f"{e.label}: {c['leak_rate']:.1%} of items are >= {min_coverage:.0%} covered "
-                                      f"by training {n}-grams (limit {max_leak:.1%}), e.g. {ids}")
+                                      f"by {'SFT' if knowledge else 'training'} {n}-grams (limit {max_leak:.1%}), "
+                                      f"e.g. {ids}")
+        if knowledge:
+            k = report["knowledge"][e.label] = knowledge_report(e, sft_files, cpt_files, n, min_coverage, articles)
+            for x in k["leaked"][:5]:
+                report["failures"].append(f"{e.label}: item {x['id']} leaked: its {x['reason']} is in "
+                                          f"{', '.join(x['files'])} (a knowledge item must not be in any SFT set)")
+            if k["items_leaked"] > 5:
+                report["failures"].append(f"{e.label}: {k['items_leaked'] - 5} more leaked items (see --json)")
     if manifest is not None and Path(manifest).is_file():
         m = report["manifest"] = check_manifest(manifest)
         if m["mismatched"] or m["missing"]:
@@ -245,25 +323,39 @@ def check_data(train: dict[str | Path, str], evals: dict[str | Path, str], manif
 
 def format_table(report: dict) -> str:
     """Readable plain-text report."""
-    lines = [f"{'file':48} {'role':5} {'schema':11} {'rows':>7} {'chars':>11} {'exact dup':>9} {'near dup':>9}"]
+    lines = [f"{'file':50} {'role':5} {'schema':11} {'rows':>7} {'chars':>11} {'exact dup':>9} {'near dup':>9}"]
     for f in report["files"]:
-        lines.append(f"{f['path']:48} {f['role']:5} {f['schema']:11} {f['rows']:>7} {f['chars']:>11} "
+        lines.append(f"{f['path']:50} {f['role']:5} {f['schema']:11} {f['rows']:>7} {f['chars']:>11} "
                      f"{f['exact_dup_rate']:>9.2%} {f['near_dup_rate']:>9.2%}")
     st = report["settings"]
     lines += ["", f"contamination: leaked (>= {st['min_coverage']:.0%} covered by training {st['ngram']}-grams) / "
                   f"sharing at least one {st['ngram']}-gram, per training set"]
     trains = list(dict.fromkeys(c["train"] for c in report["contamination"]))
-    lines.append(f"{'eval set':44}" + "".join(f"{Path(t).stem[:13]:>15}" for t in trains))
+    lines.append(f"{'eval set':52}" + "".join(f"{Path(t).stem[:13]:>15}" for t in trains))
     cells = {(c["train"], c["eval"]): c for c in report["contamination"]}
+    know = report.get("knowledge", {})
     for e in report["by_eval"]:
-        lines.append(f"{e:44}" + "".join(f"{cells[t, e]['leak_rate']:>7.1%} /{cells[t, e]['share_rate']:>6.1%}"
-                                          for t in trains))
-    lines += ["", "against all training data together:",
-              f"{'eval set':44}{'items':>6}{'leaked':>8}{'>=50%':>8}{'share':>8}{'13-gram':>9}  worst items"]
+        lines.append(f"{e + (' *' if e in know else ''):52}" + "".join(
+            f"{cells[t, e]['leak_rate']:>7.1%} /{cells[t, e]['share_rate']:>6.1%}" for t in trains))
+    if know:
+        lines.append("  * knowledge set: its overlap with the CPT (doc) files is its knowledge source, not a leak")
+    lines += ["", "against all training data together (knowledge sets *: against the SFT sets only):",
+              f"{'eval set':52}{'items':>6}{'leaked':>8}{'>=50%':>8}{'share':>8}{'13-gram':>9}  worst items"]
     for e, b in report["by_eval"].items():
         worst = ", ".join(f"{x['id']} ({x['coverage']:.0%})" for x in b["leaked"][:3])
-        lines.append(f"{e:44}{b['items']:>6}{b['leak_rate']:>8.1%}{b['partial_rate']:>8.1%}{b['share_rate']:>8.1%}"
-                     f"{b['ngram_rate']:>9.2%}  {worst}")
+        lines.append(f"{e + (' *' if e in know else ''):52}{b['items']:>6}{b['leak_rate']:>8.1%}{b['partial_rate']:>8.1%}"
+                     f"{b['share_rate']:>8.1%}{b['ngram_rate']:>9.2%}  {worst}")
+    if know:
+        lines += ["", "knowledge sets: the cited article in the CPT corpus = knowledge source (intended); "
+                      "question or answer in an SFT set = leak (fails)"]
+        for e, k in know.items():
+            src = ", ".join(Path(f).name for f in k["source_files"]) or "no CPT file"
+            lines.append(f"{e}: knowledge source: {k['source_items']}/{k['items']} items' articles are in {src}"
+                         + (f" (not found: {', '.join(map(str, k['unsourced'][:3]))})" if k["unsourced"] else ""))
+            leaked = "".join(f", {x['id']} ({x['reason']} in {', '.join(Path(f).name for f in x['files'])})"
+                             for x in k["leaked"][:3])
+            lines.append(f"{'':4}leaked into SFT: {k['items_leaked']}/{k['items']}{leaked}; answer text >= 50% in SFT "
+                         f"13-grams: {k['partial_rate']:.1%} (max {k['max_sft_coverage']:.0%})")
     m = report.get("manifest")
     if m:
         lines += ["", f"manifest {m['path']}: {m['ok']}/{m['entries']} match, {len(m['mismatched'])} differ "

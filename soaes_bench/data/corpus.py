@@ -29,6 +29,10 @@ N_HELDOUT_ECONOMIC = 10  # plus this many other 经济法 laws, drawn with the s
 NEWS_HELDOUT = 0.12
 REVIEWS_HELDOUT = 0.08
 FORTUNES_HELDOUT = 300
+# SOAE-core articles are split into an SFT part (stage-2 templates) and an eval part (the domain knowledge sets).
+# CPT (domain_docs) keeps every core article: the eval part is knowledge the model can only have from CPT.
+KNOWLEDGE_EVAL_FRACTION = 0.4
+KNOWLEDGE_MIN_CHARS, KNOWLEDGE_MAX_CHARS = 20, 300  # articles outside this range always stay in the SFT part
 
 
 def rng(seed: int, salt: str) -> random.Random:
@@ -83,6 +87,57 @@ class Corpus:
 
     def is_core(self, law: Law) -> bool:
         return law.name in CORE_LAWS
+
+
+ArticleKey = tuple[str, str]  # (law name, article_no): how hand-written items and `cite` name an article
+
+
+def article_key(a: T.LawArticle) -> ArticleKey:
+    return (a.law_name, a.article_no)
+
+
+@dataclass(frozen=True)
+class CoreSplit:
+    """SOAE-core articles split into an SFT part and an eval part (disjoint; together every core article)."""
+
+    sft: frozenset[ArticleKey]
+    eval: frozenset[ArticleKey]
+    forced: frozenset[ArticleKey]  # cited by hand-written expert items: always SFT
+
+    def is_eval(self, a: T.LawArticle) -> bool:
+        return article_key(a) in self.eval
+
+
+def core_split(c: Corpus, seed: int, forced: frozenset[ArticleKey] | set = frozenset(),
+               eval_fraction: float = KNOWLEDGE_EVAL_FRACTION) -> CoreSplit:
+    """Split the SOAE-core articles into SFT and eval parts, per law and with the seed.
+
+    Per law: the articles of KNOWLEDGE_MIN_CHARS..KNOWLEDGE_MAX_CHARS characters are sorted by number and shuffled
+    with the law's own stream; walking that order, the first round(eval_fraction * usable) articles not cited by a
+    hand-written item (`forced`, always SFT) go to the eval part (fewer when forced articles leave too few).
+    Articles with identical text (e.g. "违反本法规定，构成犯罪的，依法追究刑事责任。" in several laws) land on one
+    side: when any copy is SFT, every copy is SFT. Everything else is SFT. A newly cited article moves one article
+    only: the next unforced candidate of its law takes its eval place.
+    """
+    forced = frozenset(forced)
+    core = [law for law in c.laws_train if c.is_core(law)]
+    eval_keys: set[ArticleKey] = set()
+    for law in core:
+        usable = [a for a in law.articles if KNOWLEDGE_MIN_CHARS <= len(a.text) <= KNOWLEDGE_MAX_CHARS]
+        order = sorted(usable, key=lambda a: (a.number, a.article_no))
+        rng(seed, f"core-split/{law.name}").shuffle(order)  # the order does not depend on `forced`
+        cands = [a for a in order if article_key(a) not in forced]
+        k = min(round(eval_fraction * len(usable)), len(cands))
+        eval_keys |= {article_key(a) for a in cands[:k]}
+    by_text: dict[str, set[ArticleKey]] = defaultdict(set)
+    for law in core:
+        for a in law.articles:
+            by_text["".join(a.text.split())].add(article_key(a))
+    for keys in by_text.values():
+        if keys - eval_keys:
+            eval_keys -= keys
+    all_keys = {article_key(a) for law in core for a in law.articles}
+    return CoreSplit(sft=frozenset(all_keys - eval_keys), eval=frozenset(eval_keys), forced=forced & all_keys)
 
 
 def group_laws(articles: list[T.LawArticle]) -> list[Law]:

@@ -254,3 +254,79 @@ def contamination(index: np.ndarray, items: Sequence[Sequence[tuple[np.ndarray, 
     return {"shares": shares, "coverage": coverage, "leaked": leaked, "share_rate": shares.sum() / k,
             "leak_rate": leaked.sum() / k, "partial_rate": (coverage >= 0.5).sum() / k,
             "ngram_hits": hits, "ngram_total": total, "ngram_rate": hits / total if total else 0.0}
+
+
+# ---------------------------------------------------------------------------------------------- knowledge sets
+_CITATION = re.compile(r"《[^《》\n]{1,60}》|第[零〇一二三四五六七八九十百千\d]+[条款项章节](?:之[一二三四五六七八九十]+)?")
+
+
+_QUOTE = re.compile(r"“([^”]+?)(?:……)?”")
+_LEAD = re.compile(r"^[\s，：。]*(?:根据|依照|按照|出自)?[\s，：。]*")
+
+
+def content(text: str) -> str:
+    """strip_citations(text) without a leading 根据/依照/按照/出自: "根据《X法》第N条，<sentence>" -> "<sentence>"."""
+    return _LEAD.sub("", strip_citations(text), count=1)
+
+
+def strip_citations(text: str) -> str:
+    """`text` without law titles (《...》) and article/paragraph numbers (第十一条, 第二款): the parts every answer
+    about a law shares. A knowledge item's leak is judged on the rest, its content, so that "出自《中华人民共和国
+    公司法》第十一条" is not "covered" by SFT answers about 第十条 and 第十二条 of the same law."""
+    return _CITATION.sub("，", text)
+
+
+class TextIndex:
+    """Exact fingerprints, and n-grams and unit strings of the content (see content()) of a set of texts (the SFT
+    turns): is a knowledge item's question or answer in them?"""
+
+    MIN_CONTAINED_UNITS = 6  # a shorter answer ("应当") is in every legal text: not a leak by itself
+
+    def __init__(self, texts: Iterable[str], n: int = 13):
+        texts = list(texts)
+        self.n = n
+        self.fingerprints = {fingerprint(t) for t in texts}
+        self.index = build_index(ngram_hashes(content(t), n) for t in texts)
+        self._joined = "\x00".join(self._unit_string(t) for t in texts)
+
+    @staticmethod
+    def _unit_string(text: str) -> str:
+        return "\x01" + "\x01".join(units(content(text))) + "\x01"
+
+    def has_exact(self, text: str) -> bool:
+        """The same text (up to spacing, punctuation, width and case) is one of the indexed texts."""
+        return fingerprint(text) in self.fingerprints
+
+    def contains(self, text: str) -> bool:
+        """The content of `text` (overlap.content, at least MIN_CONTAINED_UNITS units) occurs inside one of the
+        indexed texts."""
+        return len(units(content(text))) >= self.MIN_CONTAINED_UNITS and self._unit_string(text) in self._joined
+
+    def coverage(self, text: str) -> float:
+        """Fraction of the units of content(text) inside n-grams found in the index; 0 below n units."""
+        u = unit_hashes(content(text))
+        if len(u) < self.n:
+            return 0.0
+        found = contains(self.index, ngrams_from_units(u, self.n))
+        return float(covered_units(found, self.n, len(u)).mean())
+
+    def leak(self, question: str, answer: str, evidence: str, min_coverage: float = 0.8) -> tuple[str, float] | None:
+        """Why a knowledge item is in these texts, or None. `evidence` is the article text the item shows as its
+        answer (schemas.knowledge_view). Leaked: the question or the answer is one of the texts (exact), the
+        answer's content occurs inside one of them, or at least min_coverage of the evidence's content, or of the
+        question's content (its quoted text when it quotes one), lies in their n-grams. Returns (reason, evidence
+        coverage)."""
+        cov = self.coverage(evidence)
+        if self.has_exact(question):
+            return "question", cov
+        if self.has_exact(answer):
+            return "answer", cov
+        if self.contains(answer):
+            return "answer text", cov
+        if cov >= min_coverage:
+            return f"answer text ({cov:.0%} of it)", cov
+        quoted = _QUOTE.search(question)  # a quoted lead ("“…”出自哪一条？") is the article text in the question
+        q_cov = self.coverage(quoted.group(1) if quoted else question)  # e.g. cited as "本法第六十条关于…的规定"
+        if q_cov >= min_coverage:
+            return f"question text ({q_cov:.0%} of it)", cov
+        return None

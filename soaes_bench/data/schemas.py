@@ -3,6 +3,7 @@ contamination check compares. A bad row raises ValueError("field X: problem"); d
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 
@@ -107,8 +108,44 @@ def _gen(row: dict) -> list[str]:
     return [_str(row, "question"), _str(row, "answer")]
 
 
+_CITE = re.compile(r"^\S+ 第[零〇一二三四五六七八九十百千]+条(?:之[一二三四五六七八九十]+)?$")
+
+
+def _cite(row: dict) -> None:
+    v = _str(row, "cite")
+    if not _CITE.match(v):
+        raise ValueError(f"field cite: expected '<law name> 第N条', got {v!r}")
+
+
+def _kgen(row: dict) -> list[str]:
+    """Knowledge generation item: gen + `cite` (the article it asks about)."""
+    _cite(row)
+    return _gen(row)
+
+
+def _kmc(row: dict) -> list[str]:
+    """Knowledge multiple-choice item (cloze form): mc + `cite`."""
+    _cite(row)
+    return _mc(row)
+
+
 SCHEMAS: dict[str, Callable[[dict], list[str]]] = {
-    "doc": _doc, "text": _text, "sft": _sft, "handwritten": _handwritten, "mc": _mc, "gen": _gen}
+    "doc": _doc, "text": _text, "sft": _sft, "handwritten": _handwritten, "mc": _mc, "gen": _gen,
+    "kgen": _kgen, "kmc": _kmc}
+# Eval schemas whose items ask about one cited article of the CPT corpus (data check: knowledge source vs leak).
+KNOWLEDGE_SCHEMAS = ("kgen", "kmc")
+BLANK = "____"
+
+
+def knowledge_view(row: dict) -> tuple[str, str, str]:
+    """(question, answer, evidence) of a validated knowledge item. The answer is the reference (kgen) or the
+    correct choice (kmc); the evidence is the article text the item shows as its answer: the reference, or for
+    a cloze item the question with the correct choice filled in (appended, or in place of a ____ blank)."""
+    q = row["question"]
+    if "choices" in row:
+        a = row["choices"][row["answer"]]
+        return q, a, q.replace(BLANK, a) if BLANK in q else q + a
+    return q, row["answer"], row["answer"]
 
 
 def infer_schema(row: dict) -> str:
@@ -116,7 +153,9 @@ def infer_schema(row: dict) -> str:
     if "messages" in row:
         return "sft"
     if "choices" in row:
-        return "mc"
+        return "kmc" if "cite" in row else "mc"
     if "question" in row:
-        return "handwritten" if "topic" in row else "gen"
+        if "topic" in row:
+            return "handwritten"
+        return "kgen" if "cite" in row else "gen"
     return "doc" if "lang" in row else "text"

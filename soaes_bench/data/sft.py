@@ -1,8 +1,9 @@
 """SFT sets in the chat-messages format (DESIGN.md): stage 1 weakly related, stage 2 expert SOAE.
 
 Stage 1 (finance, law, business, politics): article recall on non-core training laws, headline writing and
-lead-sentence summaries of training news. Stage 2: template questions grounded in SOAE-core articles, each with a
-`cite`, plus the hand-written expert items. Only training documents are used (corpus.Corpus.*_train).
+lead-sentence summaries of training news. Stage 2: template questions grounded in the SFT part of the SOAE-core
+articles (corpus.core_split; the eval part is kept for the domain knowledge sets), each with a `cite`, plus the
+hand-written expert items. Only training documents are used (corpus.Corpus.*_train).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 
 from soaes_bench.data import text as T
-from soaes_bench.data.corpus import Corpus, Law, rng
+from soaes_bench.data.corpus import Corpus, CoreSplit, Law, core_split, rng
 from soaes_bench.errors import UserError
 from soaes_bench.io import iter_jsonl
 
@@ -53,13 +54,14 @@ _DUTY = re.compile(r"^([^，。；：、]{2,24}?)(应当|不得)([^。]{4,})。$
 _BAD_SUBJECT = re.compile(r"本法|或者|自|除|对|如果|经")  # clauses, not a subject: "股东自知道或者应当知道..."
 
 
-def stage2_generated(core_laws: list[Law]) -> list[tuple[str, str, str]]:
-    """(question, answer, cite) from every SOAE-core article; several templates per article where the text allows."""
+def stage2_generated(core_laws: list[Law], split: CoreSplit | None = None) -> list[tuple[str, str, str]]:
+    """(question, answer, cite) from the SFT part of the SOAE-core articles (every article when split is None);
+    several templates per article where the text allows. Eval-part articles are never used here."""
     out = []
     for law in core_laws:
         short = T.short_law_name(law.name)
         for a in law.articles:
-            if not _usable(a):
+            if not _usable(a) or (split is not None and split.is_eval(a)):
                 continue
             cite = f"{law.name} {a.article_no}"
             out.append((article_question(law.name, a.article_no), a.text, cite))
@@ -85,13 +87,13 @@ def stage2_generated(core_laws: list[Law]) -> list[tuple[str, str, str]]:
     return out
 
 
-def read_handwritten(path: Path, held_out_laws: frozenset[str] = frozenset()) -> tuple[list[dict], list[str]]:
+def read_handwritten(path: Path | None, held_out_laws: frozenset[str] = frozenset()) -> tuple[list[dict], list[str]]:
     """expert_handwritten.jsonl rows -> (stage-2 chat rows of kind "handwritten", ids dropped).
 
     Items citing a held-out law are dropped: they paraphrase a law the domain eval asks about. A missing file
     gives no rows (it is written by hand, concurrently with the builders).
     """
-    if not path.is_file():
+    if path is None or not Path(path).is_file():
         return [], []
     rows, dropped = [], []
     for lineno, r in iter_jsonl(path):
@@ -108,9 +110,28 @@ def read_handwritten(path: Path, held_out_laws: frozenset[str] = frozenset()) ->
     return rows, dropped
 
 
-def stage2(c: Corpus, seed: int, handwritten: Path, log=print) -> list[dict]:
+def handwritten_cites(path: Path | None) -> frozenset[tuple[str, str]]:
+    """(law, article) cited by the hand-written items: these articles are forced into the SFT part."""
+    if path is None or not Path(path).is_file():
+        return frozenset()
+    out = set()
+    for _, r in iter_jsonl(path):
+        cite = r.get("cite")
+        if isinstance(cite, dict) and isinstance(cite.get("law"), str) and isinstance(cite.get("article"), str):
+            out.add((cite["law"].strip(), cite["article"].strip()))
+    return frozenset(out)
+
+
+def knowledge_split(c: Corpus, seed: int, handwritten: Path | None) -> CoreSplit:
+    """The SFT/eval split of the SOAE-core articles, with the hand-written items' articles forced into SFT."""
+    return core_split(c, seed, handwritten_cites(handwritten))
+
+
+def stage2(c: Corpus, seed: int, handwritten: Path, log=print, split: CoreSplit | None = None) -> list[dict]:
+    """Generated items from the SFT part of the core articles (see corpus.core_split) + the hand-written items."""
     core = [law for law in c.laws_train if c.is_core(law)]
-    gen = stage2_generated(core)
+    split = split or knowledge_split(c, seed, handwritten)
+    gen = stage2_generated(core, split)
     seen: set[str] = set()
     gen = [g for g in gen if not (g[0] in seen or seen.add(g[0]))]  # one answer per question (the first article)
     rng(seed, "sft2-order").shuffle(gen)
