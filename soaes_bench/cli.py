@@ -28,6 +28,7 @@ COMMANDS = {
     "profile": "soaes_bench.speculative.profile:cli_profile",
     "compare": "soaes_bench.reporting.compare:cli_compare",
     "check": "soaes_bench.reporting.check:cli_check",
+    "floors": "soaes_bench.metrics.floors:cli_floors",
     "plot": "soaes_bench.reporting.plots:cli_plot",
     "report": "soaes_bench.reporting.report:cli_report",
 }
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     # run / ls ---------------------------------------------------------------------------------
     r = sub.add_parser("run", help="evaluate a model on the general and/or SOAE-domain suites (lm-eval in-process)")
     r.add_argument("--suite", default="all", help="general, domain or all")
-    r.add_argument("--model", default=None, help="local Hugging Face model directory (default: embedded model)")
+    r.add_argument("--model", default=None, help="local Hugging Face model directory (default: embedded model), or "
+                   "constant:[ANSWER], a content-free model: uniform bytes, first option on ties, ANSWER to every question")
     r.add_argument("--tasks", default=None, help="comma-separated task names (instead of a suite)")
     r.add_argument("--include-path", default=None, help="extra lm-eval task folder, as lm_eval --include_path")
     r.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each task")
@@ -162,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default: the policy's, 2000)")
     ck.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the policy's, 0)")
     ck.set_defaults(handler="check")
+    fl = sub.add_parser("floors", help="content-free floors of each task and metric (no model): always A, "
+                                       "most common answer, uniform bytes, ...")
+    fl.add_argument("--tasks", default=None, help="comma-separated task or group names (instead of a suite)")
+    fl.add_argument("--suite", default="all", choices=["general", "domain", "all"])
+    fl.add_argument("--include-path", default=None, help="extra lm-eval task folder, as lm_eval --include_path")
+    fl.add_argument("--json", action="store_true", help="print one JSON object {task: floors}")
+    fl.set_defaults(handler="floors")
     pt = sub.add_parser("plot", help="paper figures (PNG+SVG+PDF) from results, gate and profile files")
     pt.add_argument("inputs", nargs="+", help="results.json / gate / profile files or directories")
     pt.add_argument("--kind", default="auto",

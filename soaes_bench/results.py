@@ -6,6 +6,7 @@ here once. Schemas are in docs/DESIGN.md; files are read defensively because sev
     from soaes_bench import results
     df = results.load(["reports/latest", "runs/soaes/cpt/gate.json"])   # one row per (file, task, metric, ...)
     s = results.load_samples("reports/latest/results.json", "soaes_domain_qa")   # id, metric columns, bleu_pair
+    # circular multiple choice: one row per original item (circular_acc = min over its 4 rotations)
 
 Profile reports (schema "soaes-bench/profile", fields in soaes_bench/speculative/profile.py) are walked generically:
 any object holding a speculative-decoding measurement (alpha, tau, speedup, predicted_speedup, c, *_tokens_per_s,
@@ -50,7 +51,15 @@ LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perpl
 # better in itself). metric_higher_is_better still answers True for them (a bool column); compare marks them and
 # check never counts their move as a regression (soaes_bench/metrics/health.py says why).
 DIRECTION_NEUTRAL = {"length_ratio"}
-ACCURACY_METRICS = {"acc", "acc_norm", "exact_match"}  # per-item 0/1: McNemar applies
+# Metrics of an answer's form, not its content (soaes_bench.metrics.health): a content-free answer can be perfect on
+# them (the empty answer never loops), so they have no meaningful floor; gates on them are guards beside ability gates.
+FORM_METRICS = {"distinct", "looping", "length_ratio"}
+# per-item 0/1: McNemar applies. Multiple choice in three forms (tasks/README.md): letter acc/acc_norm, cloze
+# cloze_acc/cloze_acc_norm, circular circular_acc (per original item). Not rotation_acc: load_samples collapses the
+# circular form to one row per item, where rotation_acc is the share of its rotations right (0, .25, ..., 1).
+ACCURACY_METRICS = {"acc", "acc_norm", "exact_match", "cloze_acc", "cloze_acc_norm", "circular_acc"}
+# Per-item metrics of the circular multiple-choice form: an item is right only if every rotation is (min over rows).
+ITEM_MIN_METRICS = {"circular_acc"}
 CORPUS_METRICS = {"bleu4", "bleu"}  # corpus statistics: resampled from samples' bleu_pair
 # per-document (loglikelihood, count) columns of samples rows, from which these corpus metrics are recomputed
 CORPUS_COUNTS = ("loglikelihood", "n_bytes", "n_words")
@@ -367,7 +376,9 @@ def load_samples(results_path: str | Path, task: str) -> pd.DataFrame:
     """Per-item rows of one task: id, doc_id, one column per metric, bleu_pair (and loglikelihood, n_bytes, n_words
     for bits-per-byte tasks). Empty frame without samples.
 
-    Ids must be unique: items are matched across runs by id.
+    Ids must be unique: items are matched across runs by id. Circular multiple choice (rows carrying `item`, one
+    per rotation, ids `<id>@r<k>`) is collapsed to one row per original item (`collapse_rotations`), so paired
+    statistics resample and match items, not rotations.
     """
     path = samples_path(results_path, task)
     if path is None:
@@ -393,8 +404,33 @@ def load_samples(results_path: str | Path, task: str) -> pd.DataFrame:
         for key in CORPUS_COUNTS:  # bits-per-byte rows: corpus value = -sum ll / sum bytes / ln 2
             if is_number(obj.get(key)):
                 row[key] = float(obj[key])
+        if obj.get("item") is not None:
+            row["item"] = str(obj["item"])
         rows.append(row)
+    if any("item" in r for r in rows):
+        rows = collapse_rotations(rows)
     return pd.DataFrame(rows)
+
+
+def collapse_rotations(rows: list[dict]) -> list[dict]:
+    """Rotation rows of circular multiple choice -> one row per original item (in first-seen order): id = item,
+    doc_id = the first rotation's, `rotations` = rows merged; ITEM_MIN_METRICS (circular_acc) = min over the
+    rotations (right only when every rotation is right), other numeric metrics (rotation_acc) = their mean."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(r.get("item", r["id"])), []).append(r)
+    skip = {"id", "doc_id", "item", "bleu_pair", *CORPUS_COUNTS}
+    out = []
+    for item, rs in groups.items():
+        row = {"id": item, "doc_id": rs[0].get("doc_id"), "bleu_pair": None, "rotations": len(rs)}
+        for m in dict.fromkeys(k for r in rs for k in r if k not in skip):
+            vals = [r.get(m) for r in rs]
+            if all(is_number(v) for v in vals):
+                row[m] = float(min(vals)) if m in ITEM_MIN_METRICS else float(sum(vals)) / len(vals)
+            else:
+                row[m] = None
+        out.append(row)
+    return out
 
 
 def is_number(x) -> bool:

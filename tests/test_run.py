@@ -121,18 +121,24 @@ def test_run_writes_the_three_outputs_with_schema_fields(full_run, model_dir, fi
                                "chat_template"}
     assert res["env"]["chat_template"] is False and res["env"]["lm_eval"] == "0.4.13"
     assert set(res["groups"]) == set(SUITES)
+    index = run_mod.task_manager().task_index  # (run_mod.tasks_dir is not patched here: the shipped YAML, same tasks)
     for name, t in res["tasks"].items():
-        assert set(t) == {"group", "version", "config_sha256", "n", "output_type", "higher_is_better", "metrics",
-                          "samples"}
-        assert t["version"] == (2 if t["output_type"] == "generate_until" else 1) and len(t["config_sha256"]) == 64 and t["group"] in SUITES
+        mc = t["output_type"] == "multiple_choice"  # MC tasks also record where their predictions fall
+        assert set(t) - {"floors"} == {"group", "version", "config_sha256", "n", "output_type", "higher_is_better",
+                                       "metrics", "samples"} | ({"positions"} if mc else set())
+        assert t["version"] == index[name].cfg["metadata"]["version"]  # as the task YAML says
+        assert len(t["config_sha256"]) == 64 and t["group"] in SUITES
         data = fixture_tasks / t["group"] / "data"
         ids = [r["id"] for f in data.glob("*.jsonl") for r in _rows(f)]
         rows = _rows(out / t["samples"])
         assert t["n"] == len(rows) > 0
         assert [r["doc_id"] for r in rows] == list(range(len(rows)))
-        assert all(r["id"] in ids for r in rows)
+        assert len({r["id"] for r in rows}) == len(rows)
+        assert all(r.get("item", r["id"]) in ids for r in rows)  # circular rows: `<id>@r<k>` of item `id`
+        if mc:
+            assert t["positions"]["n"] == len(rows) and sum(t["positions"]["shares"].values()) == pytest.approx(1)
         assert all({"id", "doc_id", "metrics", "target", "prediction"} <= set(r) for r in rows)
-    for g, members in {"soaes_general": 4, "soaes_domain": 3}.items():
+    for g, members in {g: len(index[g].cfg["task"]) for g in SUITES}.items():  # every task of the group files
         tasks = [t for t in res["tasks"].values() if t["group"] == g]
         assert len(tasks) == members and res["groups"][g]["n"] == sum(t["n"] for t in tasks)
     md = (out / "results.md").read_text(encoding="utf-8")
@@ -160,8 +166,16 @@ def test_task_metrics_can_be_recomputed_from_samples(full_run):
             assert value("rouge1") == pytest.approx(sum(r["metrics"]["rouge1"] for r in rows) / len(rows))
             assert all(r["prediction"] == r["bleu_pair"][0] and r["target"] == r["bleu_pair"][1] for r in rows)
         elif t["output_type"] == "multiple_choice":
-            assert value("acc") == pytest.approx(sum(r["metrics"]["acc"] for r in rows) / len(rows))
-            assert all((r["prediction"] == r["target"]) == (r["metrics"]["acc"] == 1.0) for r in rows)
+            acc = next(m for m in ("acc", "cloze_acc", "rotation_acc") if m in t["metrics"])  # letter, cloze, circular
+            assert value(acc) == pytest.approx(sum(r["metrics"][acc] for r in rows) / len(rows))
+            assert all((r["prediction"] == r["target"]) == (r["metrics"][acc] == 1.0) for r in rows)
+            assert all((r["pred_index"] == r["target_index"]) == (r["metrics"][acc] == 1.0) for r in rows)
+            if "circular_acc" in t["metrics"]:  # an item counts when all its rotations are right
+                items: dict = {}
+                for r in rows:
+                    items[r["item"]] = min(items.get(r["item"], 1.0), r["metrics"]["circular_acc"])
+                assert value("circular_acc") == pytest.approx(sum(items.values()) / len(items))
+                assert value("circular_acc") <= value("rotation_acc")
         else:
             ll = sum(r["loglikelihood"] for r in rows)
             assert value("bits_per_byte") == pytest.approx(-ll / sum(r["n_bytes"] for r in rows) / math.log(2))
@@ -172,9 +186,13 @@ def test_task_metrics_can_be_recomputed_from_samples(full_run):
 def test_run_prints_the_table(model_dir, on_fixture_tasks, tmp_path, capsys):
     assert cli.main(["run", "--model", str(model_dir), "--tasks", "soaes_domain_mc", "--limit", "2",
                      "--output", str(tmp_path / "o")]) == 0
-    out = capsys.readouterr().out
-    assert "| soaes_domain_mc | 2 | acc ↑ |" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "| soaes_domain_mc | 2 | acc ↑ |" in out and "### Predicted positions" in out
     res = json.loads((tmp_path / "o" / "results.json").read_text())
+    # one stderr line per task whose predictions sit mostly at one position (position_warnings decides)
+    warned = [line for line in captured.err.splitlines() if line.startswith("soaes-bench run: warning:")]
+    assert warned == run_mod.position_warnings(res)
     assert res["suite"] == "custom" and res["limit"] == 2 and res["groups"] == {}
     assert res["env"]["chat_template"] is True  # the tokenizer has one and the default is auto
 
@@ -242,25 +260,31 @@ def test_chat_template_modes(model_dir):
 
 def test_plain_lm_eval_gives_the_same_numbers(model_dir, tmp_path):
     """What `lm_eval --model hf --model_args pretrained=DIR,dtype=float32 --device cpu --include_path tasks
-    --tasks ... --batch_size 8 --limit 2 --seed 1234 --apply_chat_template` computes, on the shipped tasks.
+    --tasks ... --batch_size 8 --limit 4 --seed 1234 --apply_chat_template` computes, on the shipped tasks (all three
+    multiple-choice forms; --limit 4 is one whole item of the circular form, 4 rotations).
 
     (The CLI's TaskManager also indexes lm-eval's ~200 built-in folders, 5 s, which changes nothing here.)"""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from soaes_bench.evaluation.writer import config_sha256, metric_table, sample_row
+    from soaes_bench.evaluation.writer import build_results, config_sha256, metric_table, sample_row
 
-    names = ["soaes_domain_bpb", "soaes_domain_mc", "soaes_domain_qa"]
-    ours = run_mod.run(model_dir=model_dir, tasks=",".join(names), limit=2, output=tmp_path / "ours")
+    names = ["soaes_domain_bpb", "soaes_domain_mc", "soaes_domain_mc_cloze", "soaes_domain_mc_circular",
+             "soaes_domain_qa"]
+    ours = run_mod.run(model_dir=model_dir, tasks=",".join(names), limit=4, output=tmp_path / "ours")
     plain = lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={model_dir},dtype=float32", device="cpu", batch_size=8, limit=2,
+        model="hf", model_args=f"pretrained={model_dir},dtype=float32", device="cpu", batch_size=8, limit=4,
         tasks=names, apply_chat_template=True,
         task_manager=TaskManager(include_path=str(tasks_dir()), include_defaults=False),
         random_seed=1234, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
     )
     assert ours["tasks"]["soaes_domain_bpb"]["metrics"]["bits_per_byte"]["value"] > 0
+    assert set(ours["tasks"]["soaes_domain_mc_circular"]["metrics"]) == {"circular_acc", "rotation_acc"}
+    assert set(ours["tasks"]["soaes_domain_mc_cloze"]["metrics"]) == {"cloze_acc", "cloze_acc_norm"}
+    rebuilt = build_results(plain, task_groups={}, model={}, env={}, suite="custom", seed=1234, limit=4)["tasks"]
     for name in names:
         assert metric_table(plain["results"][name]) == ours["tasks"][name]["metrics"]
+        assert rebuilt[name].get("positions") == ours["tasks"][name].get("positions")
         assert config_sha256(plain["configs"][name]) == ours["tasks"][name]["config_sha256"]
         rows = _rows(tmp_path / "ours" / ours["tasks"][name]["samples"])
         assert [sample_row(s) for s in sorted(plain["samples"][name], key=lambda s: s["doc_id"])] == rows

@@ -15,8 +15,10 @@ from soaes_bench.paths import tasks_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks_data"
 GROUPS = {
-    "soaes_general": ["soaes_general_zh_bpb", "soaes_general_en_bpb", "soaes_general_mc", "soaes_general_gen"],
-    "soaes_domain": ["soaes_domain_bpb", "soaes_domain_qa", "soaes_domain_mc"],
+    "soaes_general": ["soaes_general_zh_bpb", "soaes_general_en_bpb", "soaes_general_mc", "soaes_general_mc_cloze",
+                      "soaes_general_mc_circular", "soaes_general_gen"],
+    "soaes_domain": ["soaes_domain_bpb", "soaes_domain_qa", "soaes_domain_mc", "soaes_domain_mc_cloze",
+                     "soaes_domain_mc_circular", "soaes_domain_knowledge", "soaes_domain_knowledge_cloze"],
 }
 ALL_TASKS = [t for ts in GROUPS.values() for t in ts]
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -79,13 +81,16 @@ def test_every_task_is_versioned_and_groups_aggregate_by_size():
         assert cfg["task"] == members
         aggs = {a["metric"]: a for a in cfg["aggregate_metric_list"]}
         assert {"bits_per_byte", "acc", "rouge1", "rouge2", "rougeL", "bleu4"} <= set(aggs)
+        # one metric name per multiple-choice form, so no group aggregate mixes letter, cloze and circular scores
+        assert {"cloze_acc", "cloze_acc_norm", "circular_acc", "rotation_acc"} <= set(aggs)
         assert all(a["weight_by_size"] is True for a in aggs.values())
 
 
 def test_suite_templates_do_not_drift():
     """The two suites keep their own template copies (`!function utils.x` resolves next to the YAML)."""
     root = tasks_dir()
-    for name in ("_bpb_template_yaml", "_mc_template_yaml", "_gen_template_yaml"):
+    for name in ("_bpb_template_yaml", "_mc_template_yaml", "_mc_cloze_template_yaml", "_mc_circular_template_yaml",
+                 "_gen_template_yaml"):
         assert (root / "soaes_general" / name).read_text() == (root / "soaes_domain" / name).read_text(), name
     strip = lambda p: "\n".join(p.read_text().splitlines()[1:])  # noqa: E731 - first docstring line names the suite
     assert strip(root / "soaes_general" / "utils.py") == strip(root / "soaes_domain" / "utils.py")

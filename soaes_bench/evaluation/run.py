@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 
 from soaes_bench.config import suggest
@@ -173,6 +174,17 @@ def _hflm(model, tokenizer, batch_size: int, gen_batch_size: int, device: str):
     return _HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
 
 
+def lm_eval_run(lm, tm, names: list[str], limit=None, chat: bool = False, seed: int = 1234) -> dict:
+    """lm-eval's simple_evaluate of any lm-eval model on `names`, seeded, with per-sample logs (the one call)."""
+    import lm_eval
+
+    with _quiet_lm_eval():
+        return lm_eval.simple_evaluate(
+            lm, tasks=names, task_manager=tm, limit=limit, apply_chat_template=chat, log_samples=True,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        )
+
+
 def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=8, device="cpu", seed=1234,
              include_path=None, chat_template="auto", model_info=None, gen_batch_size=32) -> dict:
     """Evaluate an in-memory causal LM; returns the results dict (DESIGN.md schema) and writes nothing.
@@ -181,8 +193,6 @@ def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=8
     The dict also holds `sample_rows` ({task: [rows]}) for `writer.write_run`. `model_info` fills results["model"]
     (name, path, weights_sha256, tokenizer_sha256, n_params); without it only name and n_params are known.
     """
-    import lm_eval
-
     _check_device(device)
     _check_positive("limit", limit)
     _check_positive("batch-size", batch_size)
@@ -192,19 +202,31 @@ def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=8
     chat = use_chat_template(tokenizer, chat_template)
     model.to(device)
     model.eval()
-    with _quiet_lm_eval():
-        lm = _hflm(model, tokenizer, batch_size, gen_batch_size, device)
-        out = lm_eval.simple_evaluate(
-            lm, tasks=names, task_manager=tm, limit=limit, apply_chat_template=chat, log_samples=True,
-            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-        )
+    out = lm_eval_run(_hflm(model, tokenizer, batch_size, gen_batch_size, device), tm, names, limit, chat, seed)
     info = dict(model_info) if model_info else {
         "name": getattr(model.config, "_name_or_path", None) or type(model).__name__,
         "path": None, "weights_sha256": None, "tokenizer_sha256": None,
         "n_params": sum(p.numel() for p in model.parameters()),
     }
-    return writer.build_results(out, task_groups=task_groups(tm), model=info, env=writer.env_info(device, chat),
-                                suite=suite_label, seed=seed, limit=limit)
+    results = writer.build_results(out, task_groups=task_groups(tm), model=info, env=writer.env_info(device, chat),
+                                   suite=suite_label, seed=seed, limit=limit)
+    return attach_floors(results, include_path=include_path, limit=limit)
+
+
+def attach_floors(results: dict, include_path=None, limit=None) -> dict:
+    """Put each task's best content-free floors into results["tasks"][task]["floors"] ({metric: {"name", "value"}},
+    soaes_bench.metrics.floors, on the same `limit` items). A task whose floors cannot be computed gets none and a
+    warning on stderr: floors never cost an evaluation."""
+    import sys
+
+    from soaes_bench.metrics.floors import results_block
+
+    for name, t in results.get("tasks", {}).items():
+        try:
+            t["floors"] = results_block(name, include_path, limit)
+        except Exception as e:  # noqa: BLE001 -- a floor is a comment on the score, not a reason to lose it
+            print(f"soaes-bench: warning: no floors for {name}: {type(e).__name__}: {e}", file=sys.stderr)
+    return results
 
 
 def check_output_dir(output) -> Path:
@@ -222,6 +244,23 @@ def check_output_dir(output) -> Path:
     return out
 
 
+POSITION_WARN_SHARE = 0.5  # one option position taking more than this share of a task's answers is flagged
+
+
+def position_warnings(results: dict, threshold: float = POSITION_WARN_SHARE) -> list[str]:
+    """One warning line per multiple-choice task where one option position takes more than `threshold` of the
+    predictions (results.json `tasks.<task>.positions`): its accuracy then mostly measures that preference."""
+    lines = []
+    for name, t in (results.get("tasks") or {}).items():
+        p = t.get("positions") or {}
+        if isinstance(p.get("top_share"), (int, float)) and p["top_share"] > threshold:
+            gold = (p.get("target_shares") or {}).get(p["top"])
+            gold = f", gold answers there {gold:.0%}" if isinstance(gold, (int, float)) else ""
+            lines.append(f"soaes-bench run: warning: {name}: {p['top_share']:.0%} of {p.get('n')} predictions are "
+                         f"option {p['top']}{gold}: the accuracy mostly measures a position preference")
+    return lines
+
+
 def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, batch_size=8, device="cpu",
         output="reports/latest", seed=1234, chat_template="auto", gen_batch_size=32) -> dict:
     """Evaluate a local model directory (default: the embedded model) and write the run into `output`.
@@ -235,6 +274,13 @@ def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, 
     _check_positive("batch-size", batch_size)
     _check_positive("gen-batch-size", gen_batch_size)
     select_tasks(task_manager(include_path), suite, tasks)  # fail on a typo before loading anything
+    from soaes_bench.evaluation import constant
+
+    if constant.is_constant(model_dir):  # `constant:[ANSWER]`: the content-free model (constant.py), no weights
+        out = check_output_dir(output)
+        lm = constant.ConstantLM(model_dir.removeprefix(constant.PREFIX))
+        return _write(constant.evaluate_constant(lm, suite=suite, tasks=tasks, limit=limit, seed=seed,
+                                                 include_path=include_path), out)
     if model_dir is None:
         try:
             model_dir = embedded_model("default")
@@ -248,9 +294,18 @@ def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, 
     results = evaluate(model, tokenizer, suite=suite, tasks=tasks, limit=limit, batch_size=batch_size,
                        device=device, seed=seed, include_path=include_path, chat_template=chat_template,
                        model_info=info, gen_batch_size=gen_batch_size)
+    return _write(results, out)
+
+
+def _write(results: dict, out: Path) -> dict:
+    """Write the run, print its tables and warnings."""
     results["run"] = out.resolve().name
     written = writer.write_run(results, out)
     print(writer.markdown_table(written))
+    if writer.positions_markdown(written):
+        print(writer.positions_markdown(written))
+    for line in position_warnings(written):
+        print(line, file=sys.stderr)
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'samples'}/")
     return written
 

@@ -41,6 +41,76 @@ def clean_prediction(text: str) -> str:
     return text.strip()
 
 
+# --- multiple choice in three forms (tasks/README.md, "Multiple choice") ----------------------------------------
+# letter:   lm-eval's built-in scoring (acc, acc_norm) of " A".." D" after the lettered prompt; no hook.
+# cloze:    the question alone, each option's text is the continuation: cloze_acc, cloze_acc_norm (process_mc_cloze).
+# circular: the letter prompt once per rotation of the options (circular_docs); an item counts only when every
+#           rotation is right: circular_acc (circular_accuracy), plus per-rotation rotation_acc.
+# Distinct metric names per form keep the group aggregates (`acc` = letter form only) from mixing forms.
+N_ROTATIONS = 4
+
+
+def mc_argmax(scores) -> int:
+    """Index of the highest score, the first one on ties (numpy.argmax's rule, which lm-eval uses)."""
+    scores = list(scores)
+    return max(range(len(scores)), key=scores.__getitem__)
+
+
+def byte_normalised(lls, choices) -> list[float]:
+    """Loglikelihood per UTF-8 byte of each choice text: lm-eval 0.4.13's `acc_bytes` rule (its `acc_norm` divides
+    by characters instead; for CJK-only options both pick the same option, digits and Latin letters differ)."""
+    return [float(ll) / max(1, len(str(c).encode("utf-8"))) for ll, c in zip(lls, choices)]
+
+
+def process_mc_cloze(doc: dict, results) -> dict:
+    """Cloze form: `results` are (loglikelihood, is_greedy) of each option's own text after `问题：…\\n答案：`.
+
+    cloze_acc: the option with the highest loglikelihood is the answer; cloze_acc_norm: the highest loglikelihood
+    per UTF-8 byte of the option text (lm-eval's acc_bytes; longer options are not penalised for their length).
+    """
+    lls = [float(r[0]) for r in results]
+    gold = int(doc["answer"])
+    return {
+        "cloze_acc": float(mc_argmax(lls) == gold),
+        "cloze_acc_norm": float(mc_argmax(byte_normalised(lls, doc["choices"])) == gold),
+    }
+
+
+def rotate(doc: dict, k: int) -> dict:
+    """The item with its options shifted left by k (rotation k: option k is shown as A); the answer follows."""
+    choices = list(doc["choices"])
+    n = len(choices)
+    k %= n
+    return {**doc, "id": f"{doc['id']}@r{k}", "item": str(doc["id"]), "rotation": k,
+            "choices": choices[k:] + choices[:k], "answer": (int(doc["answer"]) - k) % n}
+
+
+def circular_docs(dataset):
+    """`process_docs` of the circular form: each item once per rotation (A-B-C-D, B-C-D-A, C-D-A-B, D-A-B-C, as
+    OpenCompass CircularEval), item by item, so `--limit 4k` evaluates k whole items. Rotated docs keep the original
+    id in `item` and get ids `<id>@r<k>`."""
+    import datasets
+
+    rows = [rotate(doc, k) for doc in dataset for k in range(len(doc["choices"]))]
+    return datasets.Dataset.from_list(rows)
+
+
+def process_mc_circular(doc: dict, results) -> dict:
+    """Circular form, one rotation: rotation_acc (0/1, this rotation right) and circular_acc as (item, 0/1), which
+    `circular_accuracy` groups by item."""
+    correct = float(mc_argmax([float(r[0]) for r in results]) == int(doc["answer"]))
+    return {"rotation_acc": correct, "circular_acc": (str(doc["item"]), correct)}
+
+
+def circular_accuracy(items) -> float:
+    """Aggregation of `circular_acc`: share of original items answered right in every rotation evaluated (all 4;
+    under --limit an item cut short counts over the rotations present)."""
+    right: dict[str, bool] = {}
+    for item, correct in items:
+        right[item] = right.get(item, True) and bool(correct)
+    return sum(right.values()) / len(right) if right else float("nan")
+
+
 def process_bpb(doc: dict, results: list[float]) -> dict:
     """Per-document (loglikelihood, count) pairs for the rolling-loglikelihood metrics.
 

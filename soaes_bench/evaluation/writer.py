@@ -4,7 +4,10 @@ The one place that knows the `soaes-bench/results` layout written by `run` (docs
 soaes_bench/results.py reads it back. Field names here must stay exactly those of DESIGN.md.
 
 Per-sample rows (samples/<task>.jsonl) carry per-item numbers so that runs can be compared item by item:
-- multiple choice: metrics acc/acc_norm (0/1); target and prediction are the answer letters;
+- multiple choice: metrics acc/acc_norm (letter form), cloze_acc/cloze_acc_norm (cloze), rotation_acc and
+  circular_acc (circular: per rotation, plus `item`, the original id; an item's circular_acc is the min over its
+  rows), all 0/1; target and prediction are the answer letters (cloze: option texts); `pred_index`/`target_index`
+  (0 = A) feed the task's `positions` block, `pred_index_norm` the per-byte argmax when options differ in length;
 - generation: metrics rouge1/2/L (0-100) and `bleu_pair` [prediction, reference] (corpus BLEU is recomputed from
   pairs, it is not a mean of per-item scores), metric `looping` (0/1) and `pred_len`/`ref_len` (characters, from
   which the corpus `length_ratio` is recomputed; `distinct` is the share of distinct `prediction`s);
@@ -15,6 +18,7 @@ Per-sample rows (samples/<task>.jsonl) carry per-item numbers so that runs can b
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import platform
@@ -54,13 +58,26 @@ def metric_table(lm_metrics: dict) -> dict:
 
 def config_sha256(config: dict) -> str:
     """sha256 of a task's resolved config as lm-eval reports it, minus what varies between machines and callers
-    (metadata other than `version`: the YAML's absolute path, --model_args copied in by the lm_eval CLI)."""
+    (metadata other than `version`: the YAML's absolute path, --model_args copied in by the lm_eval CLI).
+
+    lm-eval serialises top-level hooks as their source, but a `process_docs` hook is also copied into the nested
+    `fewshot_config` as the function object, whose str() holds a memory address that changes every run: callables
+    are hashed by their source here too (by their qualified name when it cannot be read)."""
     cfg = dict(config)
     meta = cfg.get("metadata")
     if isinstance(meta, dict):
         cfg["metadata"] = {k: v for k, v in meta.items() if k == "version"}
-    text = json.dumps(cfg, sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps(cfg, sort_keys=True, ensure_ascii=False, default=_stable_json)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _stable_json(value) -> str:
+    if callable(value):
+        try:
+            return inspect.getsource(value)
+        except (TypeError, OSError):
+            return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
+    return str(value)
 
 
 def _safe_exp(x: float):
@@ -68,6 +85,11 @@ def _safe_exp(x: float):
         return _number(math.exp(x))
     except OverflowError:
         return None
+
+
+def _argmax(values) -> int:
+    """First index of the largest value (numpy.argmax's tie rule, which lm-eval's multiple choice uses)."""
+    return max(range(len(values)), key=values.__getitem__)
 
 
 def sample_row(sample: dict) -> dict:
@@ -82,6 +104,10 @@ def sample_row(sample: dict) -> dict:
             row["bleu_pair"] = [str(value[0]), str(value[1])]
         elif name == "length_ratio" and isinstance(value, (list, tuple)) and len(value) == 2:
             row["pred_len"], row["ref_len"] = int(value[0]), int(value[1])  # characters; the ratio is a corpus one
+        elif name == "circular_acc" and isinstance(value, (list, tuple)) and len(value) == 2:
+            # circular MC: (original item id, this rotation right); the item's value is the min over its rotations
+            row["item"] = str(value[0])
+            metrics[name] = _number(value[1])
         elif name == "distinct" and isinstance(value, str):
             continue  # the cleaned prediction (`prediction`); the distinct share is a corpus statistic of them
         elif name in ("bits_per_byte", "byte_perplexity", "word_perplexity") and isinstance(value, (list, tuple)):
@@ -100,13 +126,73 @@ def sample_row(sample: dict) -> dict:
         # multiple choice: one (context, continuation) request per choice, responses (loglikelihood, is_greedy)
         letters = [a[1].strip() for a in args]
         lls = [float(r[0]) for r in resps]
-        row["prediction"] = letters[max(range(len(lls)), key=lls.__getitem__)]
+        pred = _argmax(lls)
+        row["prediction"] = letters[pred]
         row["target"] = letters[target] if isinstance(target, int) and 0 <= target < len(letters) else target
+        row["pred_index"] = pred  # position of the highest-loglikelihood option (0 = A), what `positions` counts
+        row["target_index"] = target if isinstance(target, int) and not isinstance(target, bool) else None
+        n_bytes = [len(c.encode("utf-8")) for c in letters]
+        if len(set(n_bytes)) > 1:  # options of different lengths (cloze form): acc_norm's per-byte argmax too
+            row["pred_index_norm"] = _argmax([ll / max(1, b) for ll, b in zip(lls, n_bytes)])
     elif "bleu_pair" in row:
         row["prediction"], row["target"] = row["bleu_pair"]
     elif resps and isinstance(resps[0], str):
         row["prediction"], row["target"] = resps[0], None if target is None else str(target)
     return row
+
+
+def _shares(indices: list[int], letters: list[str]) -> dict:
+    n = len(indices)
+    return {letter: sum(1 for i in indices if i == k) / n for k, letter in enumerate(letters)}
+
+
+def positions(rows: list[dict], n_options: int = 0) -> dict | None:
+    """Distribution of the predicted option positions of a multiple-choice task, from its samples rows' `pred_index`
+    (argmax of the options' loglikelihoods, the prediction behind acc; cloze: the option's index in the data;
+    circular: the position in the rotated order). None for a task without such rows.
+
+    {"shares": {"A": .., "B": .., ...}, "top": "A", "top_share": 0.97, "n": 240, "target_shares": {...}} and, when
+    rows have `pred_index_norm` (cloze), "norm": {"shares", "top", "top_share"} for the per-byte argmax of acc_norm.
+    A top share far above the gold (`target_shares`) share of that letter means the score measures position
+    preference, not knowledge. `top` is the first letter on ties.
+    """
+    pred = [r["pred_index"] for r in rows if isinstance(r.get("pred_index"), int)]
+    if not pred:
+        return None
+    gold = [r["target_index"] for r in rows if isinstance(r.get("target_index"), int)]
+    k = max([n_options, *(i + 1 for i in pred + gold)])
+    letters = [chr(ord("A") + i) if i < 26 else str(i) for i in range(k)]
+
+    def block(indices):
+        shares = _shares(indices, letters)
+        top = max(letters, key=shares.__getitem__)
+        return {"shares": shares, "top": top, "top_share": shares[top]}
+
+    out = {**block(pred), "n": len(pred)}
+    out["target_shares"] = _shares(gold, letters) if gold else None
+    if any(isinstance(r.get("pred_index_norm"), int) for r in rows):  # options of equal length: the same argmax
+        out["norm"] = block([r.get("pred_index_norm", r["pred_index"]) for r in rows
+                             if isinstance(r.get("pred_index"), int)])
+    return out
+
+
+def positions_markdown(results: dict) -> str:
+    """The "Predicted positions" section of results.md: one row per multiple-choice task ("" when there is none)."""
+    tasks = {name: t["positions"] for name, t in results.get("tasks", {}).items() if t.get("positions")}
+    if not tasks:
+        return ""
+    letters = list(dict.fromkeys(letter for p in tasks.values() for letter in p["shares"]))
+    lines = ["### Predicted positions", "",
+             "Share of items whose highest-loglikelihood option sits at each position (cloze: the option's place in "
+             "the data; circular: in the rotated order); gold = share of answers at the top position.", "",
+             "| task | n | " + " | ".join(letters) + " | top | top share | gold |",
+             "|---|---:|" + "---:|" * len(letters) + "---|---:|---:|"]
+    for name, p in tasks.items():
+        cells = [f"{p['shares'].get(letter, 0.0):.3f}" for letter in letters]
+        gold = (p.get("target_shares") or {}).get(p["top"])
+        lines.append(f"| {name} | {p['n']} | " + " | ".join(cells)
+                     + f" | {p['top']} | {p['top_share']:.3f} | {'–' if gold is None else f'{gold:.3f}'} |")
+    return "\n".join(lines) + "\n"
 
 
 def build_results(lm_out: dict, *, task_groups: dict[str, str], model: dict, env: dict, suite: str,
@@ -134,7 +220,11 @@ def build_results(lm_out: dict, *, task_groups: dict[str, str], model: dict, env
             "metrics": metric_table(lm_metrics),
             "samples": f"samples/{name}.jsonl",
         }
-        rows[name] = [sample_row(s) for s in sorted(lm_out.get("samples", {}).get(name, []), key=lambda s: s["doc_id"])]
+        logged = sorted(lm_out.get("samples", {}).get(name, []), key=lambda s: s["doc_id"])
+        rows[name] = [sample_row(s) for s in logged]
+        pos = positions(rows[name], max((len(s.get("arguments") or []) for s in logged), default=0))
+        if pos is not None:  # multiple choice: which option position the model picks (letter bias)
+            tasks[name]["positions"] = pos
     groups = {}
     for name, lm_metrics in groups_out.items():
         members = [t for t in _leaf_tasks(name, subtasks) if t in tasks]
@@ -190,21 +280,37 @@ def _fmt(v) -> str:
 
 
 def markdown_table(results: dict) -> str:
-    """Groups first, then tasks: one row per metric, ↑/↓ = higher/lower is better."""
-    lines = ["| task | n | metric | value | stderr |", "|---|---:|---|---:|---:|"]
+    """Groups first, then tasks: one row per metric, ↑/↓ = higher/lower is better. When tasks carry a `floors`
+    block (soaes_bench.metrics.floors: the best content-free floor per metric), a `floor` column shows it as
+    `value (floor name)`; groups have none."""
+    with_floors = any(isinstance(t.get("floors"), dict) for t in results["tasks"].values())
+    if with_floors:
+        lines = ["| task | n | metric | value | stderr | floor |", "|---|---:|---|---:|---:|---:|"]
+    else:
+        lines = ["| task | n | metric | value | stderr |", "|---|---:|---|---:|---:|"]
     hib: dict[str, bool] = {}
     for t in results["tasks"].values():
         hib.update({k: v for k, v in t["higher_is_better"].items() if v is not None})
 
-    def add(name, n, metrics):
+    def floor_cell(block, metric) -> str:
+        f = (block or {}).get(metric) if isinstance(block, dict) else None
+        if not isinstance(f, dict) or f.get("value") is None:
+            return "–"
+        return f"{_fmt(f['value'])} ({f.get('name')})"
+
+    def add(name, n, metrics, floors=None):
         for metric, mv in metrics.items():
             arrow = {True: " ↑", False: " ↓"}.get(hib.get(metric), "")
-            lines.append(f"| {name} | {n} | {metric}{arrow} | {_fmt(mv['value'])} | {_fmt(mv['stderr'])} |")
+            row = f"| {name} | {n} | {metric}{arrow} | {_fmt(mv['value'])} | {_fmt(mv['stderr'])} |"
+            lines.append(row + (f" {floor_cell(floors, metric)} |" if with_floors else ""))
 
     for name, g in results.get("groups", {}).items():
         add(f"**{name}**", g["n"], g["metrics"])
     for name, t in results["tasks"].items():
-        add(name, t["n"], t["metrics"])
+        add(name, t["n"], t["metrics"], t.get("floors"))
+    if with_floors:
+        lines.append("\nfloor: the best content-free floor of the task and metric, what a predictor that reads no "
+                     "question scores (always A, most common answer, uniform bytes, ...; `soaes-bench floors`).")
     m = results.get("model") or {}
     head = f"Model `{m.get('name')}` ({m.get('n_params')} params), suite `{results.get('suite')}`"
     head += f", limit {results['limit']}" if results.get("limit") else ""
@@ -222,6 +328,8 @@ def write_run(results: dict, output_dir: str | Path) -> dict:
     written = {k: v for k, v in results.items() if k != "sample_rows"}
     for task, info in written["tasks"].items():
         write_jsonl(output_dir / info["samples"], rows.get(task, []))
-    atomic_write_text(output_dir / "results.md", markdown_table(written))
+    positions_md = positions_markdown(written)  # the "Predicted positions" section under the table, if any
+    md = markdown_table(written) + ("\n" + positions_md if positions_md else "")
+    atomic_write_text(output_dir / "results.md", md)
     write_json(output_dir / "results.json", written)
     return written

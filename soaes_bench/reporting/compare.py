@@ -22,7 +22,8 @@ from soaes_bench.io import atomic_write_text
 from soaes_bench.reporting import stats
 
 COLUMNS = ["group", "task", "metric", "level", "higher_is_better", "reference", "run", "value_ref", "value", "diff",
-           "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high", "p_bootstrap", "p_mcnemar", "n_shared", "ci_method"]
+           "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high", "p_bootstrap", "p_mcnemar", "n_shared", "ci_method",
+           "floor", "floor_name"]
 FORMATS = {".md": "markdown", ".csv": "csv", ".tex": "latex", ".txt": "table"}
 
 
@@ -164,11 +165,35 @@ def compare(paths, resamples: int = 2000, seed: int = 0, force: bool = False,
     for frame, path, label in zip(frames[1:], paths[1:], labels[1:]):
         if not force:
             check_comparable(frames[0], frame, paths[0], path)
-        rows += _pair(frames[0], frame, paths[0], path, (labels[0], label), resamples, seed, confidence)
+        pair_rows = _pair(frames[0], frame, paths[0], path, (labels[0], label), resamples, seed, confidence)
+        rows += add_floors(pair_rows, [path, paths[0]])
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["n_shared"] = out["n_shared"].fillna(0).astype(int)
     out["ci_method"] = out["ci_method"].fillna("")
     return out
+
+
+def add_floors(rows: list[dict], paths: list[Path]) -> list[dict]:
+    """Fill `floor`/`floor_name` of task rows from the results.json `floors` blocks of `paths` (the first that has
+    one wins: the run, then the reference): the best content-free floor of that task and metric."""
+    from soaes_bench.io import read_json
+
+    blocks = []
+    for p in paths:
+        try:
+            tasks = read_json(p).get("tasks") or {}
+        except (OSError, ValueError, AttributeError):
+            tasks = {}
+        blocks.append({t: v.get("floors") for t, v in tasks.items() if isinstance(v, dict)})
+    for row in rows:
+        if row.get("level") != "task":
+            continue
+        for block in blocks:
+            f = (block.get(row["task"]) or {}).get(row["metric"])
+            if isinstance(f, dict) and results.is_number(f.get("value")):
+                row["floor"], row["floor_name"] = float(f["value"]), f.get("name")
+                break
+    return rows
 
 
 # rendering -------------------------------------------------------------------------------------------------------
@@ -230,7 +255,8 @@ def display(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     ref = df["reference"].iloc[0] if len(df) else "A"
     run = df["run"].iloc[0] if len(df) else "B"
     head = ["task", "metric"] + (["run", f"{ref} (reference)", "value"] if many else [ref, run])
-    head += ["diff [95% CI]", "ratio [95% CI]", "p", "n"]
+    with_floor = "floor" in df and bool(df["floor"].notna().any())
+    head += (["floor"] if with_floor else []) + ["diff [95% CI]", "ratio [95% CI]", "p", "n"]
     rows = []
     for r in df.itertuples():
         d = _decimals(r.value_ref)
@@ -240,8 +266,10 @@ def display(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         metric = r.metric + (" (no direction)" if r.metric in results.DIRECTION_NEUTRAL
                              else "" if r.higher_is_better else " (lower better)")
         p = r.p_mcnemar if results.is_number(r.p_mcnemar) else r.p_bootstrap
-        rows.append([r.task, metric] + ([r.run] if many else []) + [_f(r.value_ref, d), _f(r.value, d), diff, ratio,
-                                                                      _p(p), str(r.n_shared or "–")])
+        floor = ([(_f(r.floor, d) + f" ({r.floor_name})") if results.is_number(r.floor) else "–"]
+                 if with_floor else [])
+        rows.append([r.task, metric] + ([r.run] if many else []) + [_f(r.value_ref, d), _f(r.value, d)] + floor
+                    + [diff, ratio, _p(p), str(r.n_shared or "–")])
     return head, rows
 
 
@@ -254,7 +282,9 @@ def format_comparison(df: pd.DataFrame, fmt: str = "table") -> str:
     if fmt == "csv":
         return df.to_csv(index=False)
     head, rows = display(df)
-    return render(head, rows, fmt, note=NOTE, right_from=2)
+    note = NOTE + (" floor: the task's best content-free floor for the metric (from results.json; soaes-bench floors)."
+                   if "floor" in head else "")
+    return render(head, rows, fmt, note=note, right_from=2)
 
 
 def cli_compare(args) -> int:

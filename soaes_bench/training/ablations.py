@@ -28,7 +28,7 @@ from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, iter_jsonl, read_json, write_json
 
 ABLATION_SCHEMA, FORGETTING_SCHEMA, SCHEMA_VERSION = "soaes-bench/ablation", "soaes-bench/forgetting", 1
-GEN_TASKS = ("soaes_domain_qa", "soaes_general_gen")
+GEN_TASKS = ("soaes_domain_knowledge", "soaes_domain_qa", "soaes_general_gen")
 GEN_METRICS = ("rouge1", "rouge2", "rougeL", "bleu4")
 DRAFT_METRICS = ("top1_agreement", "kl_teacher", "ce")  # distill.heldout_metrics; top1 = greedy acceptance at γ=1
 EXAMPLES = 10  # forgotten items listed in forgetting.md

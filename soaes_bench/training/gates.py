@@ -14,7 +14,9 @@ Recipe syntax (a phase's `gates:` list; docs/pipeline.md has the longer explanat
 
 References name other results the pipeline knows: "base" (the starting model), "previous" (the previous phase),
 a phase name ("cpt", "sft"), or a phase-specific one ("single_stage" for the SFT ablation, "baseline" for the
-undistilled draft, "base_val" for the starting model's CPT validation losses). `<task>@plain` reads the phase's
+undistilled draft, "base_val" for the starting model's CPT validation losses), and "floor": each task's best
+content-free predictor run like a model (soaes_bench.evaluation.constant.floor_lm), so `test: superior, reference:
+floor` means "better than anything that reads no question", paired item by item. `<task>@plain` reads the phase's
 plain-text run (<phase>/eval_plain/).
 
 Point checks (no `test`): value `op` bound, with bound = `threshold`, or reference value * `ratio` (default 1) +
@@ -100,6 +102,9 @@ class Check:
     test: Literal["superior", "non_inferior"] | None = field(default=None, metadata={
         "help": "decide on per-item samples, paired with the reference: superior = CI of model - reference "
                 "excludes 0 on the good side; non_inferior = its bad end stays within margin (Holm per phase)"})
+    blocking: bool = field(default=True, metadata={
+        "help": "false: judged and reported like any check (FAIL in gate.md), but a failure does not fail the "
+                "phase: for claims under study (a paper effect the recipe's budget may not reach)"})
 
     def __post_init__(self):
         where = f"gate {self.name!r}"
@@ -405,7 +410,7 @@ def check_one(check: Check, results: dict, references: dict[str, dict], samples=
             "reference": check.reference, "reference_value": ref_value, "margin": check.margin,
             "ratio": check.ratio, "value": value, "ci": ci, "passed": passed, "note": note, "test": check.test,
             "higher_is_better": hib, "n": st.get("n"), "diff": st.get("diff"), "diff_ci": st.get("diff_ci"), "p": st.get("p"), "p_null": st.get("p_null"),
-            "p_adjusted": None, "mde": st.get("mde"), "ci_method": st.get("ci_method"),
+            "p_adjusted": None, "mde": st.get("mde"), "ci_method": st.get("ci_method"), "blocking": check.blocking,
             **({"p_mcnemar": st["p_mcnemar"]} if "p_mcnemar" in st else {}),
             **({"ci_passes": st["ci_passes"]} if "ci_passes" in st else {}),
             **({"stats_note": st["stats_note"]} if st.get("stats_note") and check.test is None else {})}
@@ -423,7 +428,8 @@ def _why_not(st: dict, null: float, adjusted: float | None = None) -> str:
 
 def evaluate_gate(phase: str, checks: list[Check], results: dict, references: dict[str, dict],
                   results_path: str | None = None, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
-    """The gate report (DESIGN.md "Gate reports"). No checks -> passed. The statistical checks form one family:
+    """The gate report (DESIGN.md "Gate reports"). No checks -> passed; a failed check with blocking: false is
+    reported but does not fail the phase. The statistical checks form one family (blocking or not):
     each passes when its CI clears the null and its Holm-adjusted one-sided p <= ALPHA / 2 (module docstring)."""
     samples = _Samples()
     rows = [check_one(c, results, references, samples, resamples, seed) for c in checks]
@@ -436,7 +442,8 @@ def evaluate_gate(phase: str, checks: list[Check], results: dict, references: di
             null = stats.null_difference(r["test"], r["margin"], r["higher_is_better"])
             r["note"] = _why_not(r, null, adj)
     return {"schema": GATE_SCHEMA, "schema_version": GATE_VERSION, "phase": phase,
-            "passed": all(r["passed"] for r in rows), "checks": rows, "results": results_path,
+            "passed": all(r["passed"] or not r.get("blocking", True) for r in rows), "checks": rows,
+            "results": results_path,
             "alpha": ALPHA, "power": POWER, "resamples": resamples, "seed": seed,
             "family": {"method": "holm", "size": len(family), "alpha_one_sided": ALPHA / 2}}
 
@@ -481,7 +488,8 @@ def gate_markdown(report: dict) -> str:
                 ref = f"{r['reference']} ({_fmt(r['reference_value'])}){times} {r['margin']:+g}"
         ci = r.get("diff_ci")
         diff = "–" if r.get("diff") is None else _fmt(r["diff"]) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
-        res = "pass" if r["passed"] else ("FAIL" + (f": {r['note']}" if r["note"] else ""))
+        res = "pass" if r["passed"] else ("FAIL" + ("" if r.get("blocking", True) else " (not blocking)")
+                                          + (f": {r['note']}" if r["note"] else ""))
         lines.append(f"| {r['name']} | {r['task']} | {r['metric']} | {_fmt(r['value'])} | {op} | {bound} | {ref} | "
                      f"{r.get('n') if r.get('n') is not None else '–'} | {diff} | {_p(r.get('p'))} | "
                      f"{_p(r.get('p_adjusted'))} | {_fmt(r.get('mde'))} | {res} |")
@@ -565,10 +573,11 @@ def vacuity(check: Check, floor: tuple[str, float], ref_value: float | None = No
 def refuse_vacuous(checks: list[Check], references: dict[str, dict | None], skip=(), where: str = "") -> None:
     """UserError (exit 2, one line naming the gate and the floor) for the first vacuous check that can be judged
     now: threshold checks always, reference checks when `references` holds their reference's results. Tasks in
-    `skip` (phase-internal ones, which have no floors) are skipped."""
+    `skip` (phase-internal ones, which have no floors) are skipped, and so are form metrics (results.FORM_METRICS):
+    a gate on them guards the answers' form beside the ability gates, which are the ones held to the floors."""
     for c in checks:
-        if c.task in skip or c.task.removesuffix(R.PLAIN) in skip:
-            continue
+        if c.task in skip or c.task.removesuffix(R.PLAIN) in skip or c.metric in R.FORM_METRICS:
+            continue  # form metrics (distinct, looping): a content-free answer is perfect there by design
         ref_value, hib = None, None
         if c.reference is not None:
             ref = references.get(c.reference)

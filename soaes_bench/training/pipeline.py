@@ -7,6 +7,7 @@ Each phase starts from the previous phase's model (the first from `init`), train
 and then gated (gates.py). Layout of the output directory (default runs/<name>):
 
     base/eval/results.json             the starting model, evaluated once (gate reference "base")
+    floor/eval/results.json            each gated task's best content-free predictor (gate reference "floor")
     <phase>/model/                     the phase's HF model (bf16 safetensors)
     <phase>/work/, stageN/, baseline/  checkpoints, logs, extra models (SFT stages, ablation, undistilled draft)
     <phase>/eval/results.json          lm-eval results of the phase model (+ samples/); evaluation.tasks picks
@@ -59,6 +60,7 @@ PHASE_METRICS = "phase_metrics.json"
 # items scored as plain text still measure what it knows. Gates can read both.
 CPT_VAL_TASK = "cpt_val"  # CPT validation losses as a task
 INTERNAL_TASKS = (CPT_VAL_TASK, HELDOUT_TASK)  # measured by the phases themselves, not by lm-eval
+FLOOR = "floor"  # gate reference: the best content-free predictor of each task (a `superior` gate's natural bar)
 
 
 @dataclass
@@ -123,7 +125,7 @@ def gated_tasks(r: PipelineRecipe, model: str) -> set[str]:
 def _references_known(r: PipelineRecipe, phase: str) -> set[str]:
     known = {"previous", *r.phases()[: r.phases().index(phase)]}
     if r.evaluation is not None:
-        known.add("base")
+        known |= {"base", FLOOR}
     if phase == "cpt":
         known.add("base_val")  # the starting model's validation losses on the CPT held-out text
     if phase == "sft" and r.sft.single_stage:
@@ -193,6 +195,20 @@ def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
                                 for k, v in res.get("tasks", {}).items()},
                       "groups": {} if suffix else res.get("groups") or {}})
     return _merge(*parts)
+
+
+def _evaluate_floor(tasks: list[str], limit, where: Path) -> dict:
+    """Gate reference "floor": each task's best content-free predictor (evaluation.constant.floor_lm) run once like
+    a model. A content-free answer reads no chat template, so its tasks also stand for <task>@plain."""
+    from soaes_bench.evaluation import writer
+    from soaes_bench.evaluation.constant import evaluate_constant, floor_lm
+
+    if (where / "results.json").is_file():
+        res = read_json(where / "results.json")
+    else:
+        res = writer.write_run(evaluate_constant(floor_lm(tasks, limit=limit), tasks=tasks, limit=limit), where)
+    entries = {k: dict(v, results_path=str(where / "results.json")) for k, v in res["tasks"].items()}
+    return {"tasks": {**entries, **{k + PLAIN: v for k, v in entries.items()}}, "groups": {}}
 
 
 def _default_evaluate(model, tokenizer, **kw):  # suite, tasks, limit, batch_size, gen_batch_size, chat_template, model_info
@@ -266,6 +282,9 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
             write_json(out / "timings.json", timings)
 
     refs: dict[str, dict] = {}
+    floor_tasks = sorted({c.task.removesuffix(PLAIN) for p in phases for c in getattr(r, p).gates if c.reference == FLOOR})
+    if floor_tasks:  # seconds: no model
+        refs[FLOOR] = on_main(acc, lambda: _evaluate_floor(floor_tasks, r.evaluation.limit, out / FLOOR / "eval"))
     base_spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, "base"))
     if base_spec is not None and any(c.reference == "base" or (c.reference == "previous" and p == phases[0])
                                      for p in phases for c in getattr(r, p).gates):

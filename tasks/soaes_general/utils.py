@@ -9,6 +9,8 @@ from pathlib import Path
 
 from soaes_bench.evaluation.task_hooks import (  # noqa: F401
     corpus_bleu4, corpus_distinct, corpus_length_ratio, load_split, process_bpb, process_gen)
+from soaes_bench.evaluation.task_hooks import (  # noqa: F401  multiple choice: cloze and circular forms
+    circular_accuracy, circular_docs, process_mc_circular, process_mc_cloze)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 

@@ -1,0 +1,121 @@
+"""A content-free "model" for lm-eval: what a gate or a task must beat.
+
+`soaes-bench run --model constant:` (or `constant:<answer>`) evaluates it like any model, so its results.json and
+samples can be compared, checked and gated with the same code as a real model's. It reads nothing of the question:
+
+- every continuation is scored by a uniform byte model, -ln(256) nats per UTF-8 byte (so bits per byte is 8.0);
+- between equal scores the first choice wins (lm-eval takes the argmax), so letter-form multiple choice answers
+  "A" every time, cloze acc picks the shortest choice and cloze acc_norm (per byte) the first;
+- every generation is the same fixed answer (default: empty).
+
+Per task it can instead always pick choice `positions[task]` and always answer `answers[task]` (or, with
+`answers[task] = ECHO`, copy the item's question): with each task's best content-free predictor the run is the
+natural reference for a `superior` gate ("better than a model that knows nothing"); `floor_run` builds it.
+
+It is the model-run counterpart of the floors in `soaes_bench.metrics.floors`, which compute the same kind of
+predictors from the task data without running lm-eval's request machinery.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lm_eval.api.model import LM
+
+PREFIX = "constant:"
+LONGEST, SHORTEST = "longest", "shortest"  # positions[task]: the longest / shortest option of each item
+ECHO = "\x00question"  # answers[task] = ECHO: the answer is the item's own question (a floor of generation tasks)
+NATS_PER_BYTE = math.log(256)
+
+
+def is_constant(spec) -> bool:
+    return isinstance(spec, str) and spec.startswith(PREFIX)
+
+
+def uniform_byte_loglikelihood(text: str) -> float:
+    return -NATS_PER_BYTE * len(text.encode("utf-8"))
+
+
+class ConstantLM(LM):
+    """Content-free lm-eval model (module docstring). `answer` is what every generation returns."""
+
+    def __init__(self, answer: str = "", positions: dict[str, int] | None = None,
+                 answers: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.answer = answer
+        self.positions = dict(positions or {})
+        self.answers = dict(answers or {})
+
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{PREFIX}{self.answer}"
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        out = []
+        for r in requests:
+            k = self.positions.get(r.task_name)
+            if k in (LONGEST, SHORTEST):  # answer-only: the longest/shortest option text (first on ties)
+                lens = [len(str(c)) for c in (r.doc or {}).get("choices") or []]
+                k = (lens.index(max(lens)) if k == LONGEST else lens.index(min(lens))) if lens else 0
+            out.append((uniform_byte_loglikelihood(r.args[1]), False) if k is None else
+                       (0.0 if r.idx == k else -1.0, r.idx == k))
+        return out
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return [uniform_byte_loglikelihood(r.args[0]) for r in requests]
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        out = []
+        for r in requests:
+            a = self.answers.get(r.task_name, self.answer)
+            out.append(str((r.doc or {}).get("question", "")) if a == ECHO else a)
+        return out
+
+
+def model_info(lm: ConstantLM) -> dict:
+    """results["model"] for a constant run: no weights, no tokenizer."""
+    return {"name": lm.name, "path": None, "weights_sha256": None, "tokenizer_sha256": None, "n_params": 0}
+
+
+def floor_lm(tasks: list[str], include_path=None, limit: int | None = None) -> ConstantLM:
+    """The best content-free predictor of each task, as one ConstantLM: for each task, the predictor of the best
+    floor (soaes_bench.metrics.floors) of its first metric that has a direction and is not a form metric (multiple
+    choice: acc; generation: rouge1), on the first `limit` items as a run with that limit scores them. Rolling-
+    loglikelihood tasks get the uniform byte model."""
+    from soaes_bench.metrics import floors as F
+    from soaes_bench.results import FORM_METRICS
+
+    positions, answers = {}, {}
+    for task in tasks:
+        tf = F.task_floors(task, include_path, limit)
+        best = next((b for m, b in tf["best"].items() if b is not None and m not in FORM_METRICS), None)
+        if best is None:
+            continue
+        name = best["name"]
+        if name.startswith("always "):
+            positions[task] = ord(name.removeprefix("always ")) - ord("A")
+        elif name in (F.LONGEST, F.SHORTEST):
+            positions[task] = LONGEST if name == F.LONGEST else SHORTEST
+        elif name == F.QUESTION:
+            answers[task] = ECHO
+        elif name == F.MOST_COMMON:
+            answers[task] = F.most_common_reference(task, include_path)
+    lm = ConstantLM("", positions, answers)
+    lm.label = "content-free floor"
+    return lm
+
+
+
+def evaluate_constant(lm: ConstantLM, suite="all", tasks=None, limit=None, seed=1234, include_path=None) -> dict:
+    """soaes_bench.evaluate for a ConstantLM: the same lm-eval run, results schema and floors, with no model."""
+    from soaes_bench.evaluation import run, writer
+
+    tm = run.task_manager(include_path)
+    names, suite_label = run.select_tasks(tm, suite, tasks)
+    out = run.lm_eval_run(lm, tm, names, limit=limit, chat=False, seed=seed)
+    env = dict(writer.env_info("cpu", False), threads=None)
+    results = writer.build_results(out, task_groups=run.task_groups(tm), model=model_info(lm), env=env,
+                                   suite=suite_label, seed=seed, limit=limit)
+    return run.attach_floors(results, include_path=include_path, limit=limit)
