@@ -40,10 +40,18 @@ bench: install
 
 # Reports of the shipped models: the CI baseline, the speculative-decoding profiles and figures (20-50 min on 2 cores,
 # by CPU: without native bf16 the profiles run in float32).
-# reports/untrained (random init) is an input here; reports/base is the shipped base model on the whole suite.
+# reports/base is the shipped base model on the whole suite; reports/untrained(_plain) a random init, reports/content_free
+# the content-free model (`--model constant:`), the runs every gate must fail (docs/results/2026-12-reference.md).
 reports: install
 	$(BIN)/soaes-bench run --output reports/baseline
 	$(BIN)/soaes-bench run --model soaes_bench/assets/models/base --output reports/base
+	# what every gate must fail: a random init of the target's shape (seed 1234) and the content-free model
+	$(BIN)/python -c "from soaes_bench.training.model import load_tokenizer, new_model, save_model; \
+		t = load_tokenizer(); save_model(new_model('target', t, 1234), t, 'runs/untrained')"
+	$(BIN)/soaes-bench run --model runs/untrained --output reports/untrained
+	$(BIN)/soaes-bench run --model runs/untrained --tasks soaes_general_mc_cloze,soaes_domain_knowledge_cloze \
+		--chat-template off --output reports/untrained_plain
+	$(BIN)/soaes-bench run --model constant: --output reports/content_free
 	$(BIN)/soaes-bench profile --threads 1 --hf-baseline --save-outputs --output reports/profile
 	$(BIN)/soaes-bench profile --threads 1 --hf-baseline --ignore-eos --gamma 1,2,3,4 --contexts 128 --output reports/profile_steady
 	$(BIN)/soaes-bench profile --threads 1 --ignore-eos --gamma 1,2,3,4 --contexts 128 --draft soaes_bench/assets/models/draft_undistilled --output reports/profile_undistilled
@@ -55,7 +63,7 @@ reports: install
 # The reference pipeline (CPT -> progressive SFT -> distillation, about 15 minutes on 2 cores, 18 in a slow spell; on the CPU type
 # that made them it reproduces the shipped target and drafts bit for bit) and its committed reports (gates,
 # forgetting, ablations, evaluations, figures).
-REFERENCE_EVALS := base cpt sft sft/single_stage
+REFERENCE_EVALS := base floor cpt sft sft/single_stage
 reference: install
 	$(BIN)/soaes-bench pipeline --recipe training/recipes/reference.yaml --resume
 	rm -rf reports/reference && mkdir -p reports/reference

@@ -281,3 +281,15 @@ def test_pipeline_writes_reports_after_the_gate_without_changing_done_json(tmp_p
     assert verdict["passed"] and not (run / "cpt" / "forgetting.json").exists()
     lines = [x for x in capsys.readouterr().out.splitlines() if "forgetting" in x]
     assert len(lines) == 1 and "warning: not written" in lines[0]
+
+
+def test_forgetting_reads_each_task_in_its_own_accuracy_form(tmp_path):
+    from fixtures.reporting_runs import make_results
+
+    from soaes_bench.training.ablations import forgetting
+
+    make_results(tmp_path / "a", "a", {"t_letter": {"acc": [1, 1, 0, 0]}, "t_cloze": {"cloze_acc": [1, 0, 0, 0]}})
+    make_results(tmp_path / "b", "b", {"t_letter": {"acc": [1, 0, 0, 0]}, "t_cloze": {"cloze_acc": [1, 1, 1, 0]}})
+    rows = {r["task"]: r for r in forgetting(tmp_path / "a", tmp_path / "b")["rows"]}
+    assert (rows["t_letter"]["metric"], rows["t_letter"]["forgotten"], rows["t_letter"]["learned"]) == ("acc", 1, 0)
+    assert (rows["t_cloze"]["metric"], rows["t_cloze"]["forgotten"], rows["t_cloze"]["learned"]) == ("cloze_acc", 0, 2)

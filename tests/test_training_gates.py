@@ -480,3 +480,17 @@ def test_a_failed_non_blocking_check_is_reported_but_does_not_fail_the_phase():
     assert "FAIL (not blocking)" in G.gate_markdown(report)
     strict = G.Check(name="guard", task="t", metric="acc", threshold=0.5)
     assert not G.evaluate_gate("cpt", [strict, guard], res, {})["passed"]
+
+
+def test_a_run_without_chat_template_also_stands_for_the_plain_tasks(tmp_path):
+    make_results(tmp_path / "chat", "m", {"soaes_general_mc": {"acc": [1, 0]}})
+    make_results(tmp_path / "plain", "m", {"soaes_general_mc": {"acc": [1, 0]}})
+    for name, chat in (("chat", True), ("plain", False)):
+        f = tmp_path / name / "results.json"
+        obj = json.loads(f.read_text())
+        obj["env"] = dict(obj.get("env") or {}, chat_template=chat)
+        f.write_text(json.dumps(obj))
+    assert set(load_run(tmp_path / "chat")["tasks"]) == {"soaes_general_mc"}
+    plain = load_run(tmp_path / "plain")["tasks"]
+    assert set(plain) == {"soaes_general_mc", "soaes_general_mc@plain"}
+    assert plain["soaes_general_mc@plain"]["results_path"] == str(tmp_path / "plain" / "results.json")

@@ -85,36 +85,46 @@ def item_questions(ids, rows: dict[str, dict] | None = None, data_dirs=None) -> 
     return found
 
 
-def forgetting(base_results, new_results, tasks=None, metric: str = "acc") -> dict:
-    """Item-level change of per-item correctness `metric` between two runs, per task, items matched by `id`.
+ACCURACY_FORMS = ("acc", "cloze_acc", "circular_acc")  # the per-item 0/1 score of each multiple-choice form
+
+
+def forgetting(base_results, new_results, tasks=None, metric: str | None = None) -> dict:
+    """Item-level change of per-item correctness between two runs, per task, items matched by `id`.
 
     forgotten = right before, wrong now (McNemar's b); learned = wrong before, right now (c); p_mcnemar is the exact
-    two-sided test of b vs c (stats.mcnemar). `tasks=None`: every task both runs scored with `metric`, each tagged
-    with its suite (general / domain) so retention and domain gain are read apart.
+    two-sided test of b vs c (stats.mcnemar). `tasks=None`: every task both runs scored, each tagged with its suite
+    (general / domain) so retention and domain gain are read apart. `metric=None`: each task's accuracy in its own
+    form (ACCURACY_FORMS: letter acc, cloze_acc, circular_acc).
     """
     from soaes_bench import results
     from soaes_bench.reporting import stats
 
     pa, pb = results.find_results(base_results), results.find_results(new_results)
     ta, tb = read_json(pa).get("tasks") or {}, read_json(pb).get("tasks") or {}
+
+    def form(task):
+        shared = set((ta.get(task) or {}).get("metrics") or {}) & set((tb.get(task) or {}).get("metrics") or {})
+        return metric if metric is not None else next((m for m in ACCURACY_FORMS if m in shared), ACCURACY_FORMS[0])
+
     if tasks is None:
-        tasks = [t for t in ta if t in tb and metric in (ta[t].get("metrics") or {})
-                 and metric in (tb[t].get("metrics") or {})]
+        tasks = [t for t in ta if t in tb and form(t) in (ta[t].get("metrics") or {})
+                 and form(t) in (tb[t].get("metrics") or {})]
     rows = []
     for task in tasks:
+        metric_t = form(task)
         if task not in ta or task not in tb:
             raise UserError(f"forgetting: task {task!r} missing in {pa if task not in ta else pb}")
         sa, sb = results.load_samples(pa, task), results.load_samples(pb, task)
-        if metric not in sa or metric not in sb:
-            where = pa if metric not in sa else pb
-            raise UserError(f"forgetting: {task}: no per-item {metric!r} in the samples of {where}")
-        m = sa[["id", metric]].merge(sb[["id", metric]], on="id", suffixes=("_a", "_b")).dropna()
+        if metric_t not in sa or metric_t not in sb:
+            where = pa if metric_t not in sa else pb
+            raise UserError(f"forgetting: {task}: no per-item {metric_t!r} in the samples of {where}")
+        m = sa[["id", metric_t]].merge(sb[["id", metric_t]], on="id", suffixes=("_a", "_b")).dropna()
         if m.empty:
             raise UserError(f"forgetting: {task}: no items shared by {pa} and {pb} (matched by id)")
-        a, b = m[f"{metric}_a"].to_numpy(float) >= 0.5, m[f"{metric}_b"].to_numpy(float) >= 0.5
+        a, b = m[f"{metric_t}_a"].to_numpy(float) >= 0.5, m[f"{metric_t}_b"].to_numpy(float) >= 0.5
         n_forgot, n_learned, p = stats.mcnemar(a, b)
         ids = m["id"].astype(str).to_numpy()
-        rows.append({"suite": _suite(task, ta[task].get("group")), "task": task, "metric": metric, "n_shared": len(m),
+        rows.append({"suite": _suite(task, ta[task].get("group")), "task": task, "metric": metric_t, "n_shared": len(m),
                      "base_correct": int(a.sum()), "new_correct": int(b.sum()), "base_acc": float(a.mean()),
                      "new_acc": float(b.mean()), "both_right": int((a & b).sum()), "both_wrong": int((~a & ~b).sum()),
                      "forgotten": n_forgot, "learned": n_learned, "net": n_learned - n_forgot,
@@ -122,7 +132,7 @@ def forgetting(base_results, new_results, tasks=None, metric: str = "acc") -> di
                      "retention": float(b.mean() / a.mean()) if a.any() else None, "p_mcnemar": p,
                      "forgotten_ids": [str(i) for i in ids[a & ~b]],
                      "learned_ids": [str(i) for i in ids[~a & b]]})
-    return {"schema": FORGETTING_SCHEMA, "schema_version": SCHEMA_VERSION, "metric": metric, "base": str(pa),
+    return {"schema": FORGETTING_SCHEMA, "schema_version": SCHEMA_VERSION, "metric": metric or "accuracy", "base": str(pa),
             "new": str(pb), "rows": rows}
 
 
@@ -138,10 +148,10 @@ def forgetting_markdown(rep: dict, examples: int = EXAMPLES) -> str:
     from soaes_bench.reporting.compare import render
 
     out = [f"# Forgetting: `{rep['new']}` vs `{rep['base']}` ({rep['metric']})", ""]
-    head = ["task", "n", "base acc", "new acc", "both right", "both wrong", "forgotten", "learned", "net",
+    head = ["task", "metric", "n", "base acc", "new acc", "both right", "both wrong", "forgotten", "learned", "net",
             "retention", "p (McNemar)"]
     for suite in dict.fromkeys(r["suite"] for r in rep["rows"]):
-        rows = [[r["task"], str(r["n_shared"]), _f(r["base_acc"]), _f(r["new_acc"]), str(r["both_right"]),
+        rows = [[r["task"], r.get("metric", rep["metric"]), str(r["n_shared"]), _f(r["base_acc"]), _f(r["new_acc"]), str(r["both_right"]),
                  str(r["both_wrong"]), str(r["forgotten"]), str(r["learned"]), f"{r['net']:+d}", _f(r["retention"]),
                  _p(r["p_mcnemar"])] for r in rep["rows"] if r["suite"] == suite]
         out += [f"## {suite}", "", render(head, rows, "markdown")]

@@ -169,10 +169,15 @@ def _entry(results: dict | None, task: str) -> dict:
 
 
 def _tasks_of(results_json: Path, suffix: str) -> dict:
-    """A results.json's tasks as merged results entries: names + suffix, each with the path it came from."""
+    """A results.json's tasks as merged results entries: names + suffix, each with the path it came from. A run made
+    without a chat template (env.chat_template false: a plain-text model, the content-free model) is the plain-text
+    form too, so its tasks also stand for <task>@plain."""
     obj = read_json(results_json)
     R.validate(obj, results_json)
-    return {k + suffix: dict(v, results_path=str(results_json)) for k, v in obj["tasks"].items()}
+    out = {k + suffix: dict(v, results_path=str(results_json)) for k, v in obj["tasks"].items()}
+    if not suffix and (obj.get("env") or {}).get("chat_template") is False:
+        out |= {k + R.PLAIN: v for k, v in out.items()}
+    return out
 
 
 def locate_samples(merged: dict, phase_dir: str | Path) -> dict:
