@@ -16,3 +16,18 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def fixture_tasks(tmp_path_factory):
+    """The shipped task YAML + utils.py with data/ replaced by the tiny fixture files (tests/fixtures/tasks_data)."""
+    import shutil
+    from pathlib import Path
+
+    from soaes_bench.paths import tasks_dir
+
+    dst = tmp_path_factory.mktemp("tasks") / "tasks"
+    shutil.copytree(tasks_dir(), dst, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    for suite in ("soaes_general", "soaes_domain"):
+        shutil.copytree(Path(__file__).parent / "fixtures" / "tasks_data" / suite, dst / suite / "data")
+    return dst

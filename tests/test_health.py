@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -143,15 +142,6 @@ def test_lengths_and_corpus_ratio():
 
 
 # lm-eval round trip --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fixture_tasks(tmp_path_factory):
-    dst = tmp_path_factory.mktemp("tasks") / "tasks"
-    shutil.copytree(tasks_dir(), dst, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    for suite in ("soaes_general", "soaes_domain"):
-        shutil.copytree(FIXTURES / suite, dst / suite / "data")
-    return dst
-
-
 def test_task_config_declares_the_metrics_and_directions(fixture_tasks):
     from lm_eval.tasks import TaskManager
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +24,6 @@ def _manager(path):
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=[str(path)], include_defaults=False)
-
-
-@pytest.fixture(scope="module")
-def fixture_tasks(tmp_path_factory):
-    dst = tmp_path_factory.mktemp("mc") / "tasks"
-    shutil.copytree(tasks_dir(), dst, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    for suite in ("soaes_general", "soaes_domain"):
-        shutil.copytree(FIXTURES / suite, dst / suite / "data")
-    return dst
 
 
 @pytest.fixture(scope="module")

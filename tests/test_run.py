@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -73,16 +72,6 @@ def model_dir(tmp_path_factory):
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
-
-
-@pytest.fixture(scope="module")
-def fixture_tasks(tmp_path_factory):
-    """The shipped YAML + utils.py with data/ replaced by the fixture files (tiny, fixed)."""
-    dst = tmp_path_factory.mktemp("tasks") / "tasks"
-    shutil.copytree(tasks_dir(), dst, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    for suite in SUITES:
-        shutil.copytree(FIXTURES / suite, dst / suite / "data")
-    return dst
 
 
 @pytest.fixture

@@ -102,6 +102,23 @@ def bootstrap_p(diffs: np.ndarray) -> float:
     return min(1.0, 2.0 * min(below, above))
 
 
+def _paired_draws(a, b, statistic: Statistic, resamples: int, seed: int, statistic_b: Statistic | None):
+    """(n, statistic(A), statistic(B), bootstrap draws of statistic(A), of statistic(B)): one draw of item indices
+    for both runs (that is what makes it paired)."""
+    stat_b = statistic_b or statistic
+    xa, xb = _as_items(a), _as_items(b)
+    if xa.shape != xb.shape:
+        raise ValueError(f"paired samples must have the same shape, got {xa.shape} and {xb.shape}")
+    n = len(xa)
+    if n == 0:
+        raise ValueError("no shared items to compare")
+    sums = resample_sums(np.concatenate([xa, xb], axis=1), resamples, seed)
+    k = xa.shape[1]
+    pa = float(statistic(xa.sum(axis=0)[None, :], n)[0])
+    pb = float(stat_b(xb.sum(axis=0)[None, :], n)[0])
+    return n, pa, pb, statistic(sums[:, :k], n), stat_b(sums[:, k:], n)
+
+
 def paired_bootstrap(a, b, statistic: Statistic = mean_statistic, resamples: int = 2000, seed: int = 0,
                      confidence: float = 0.95, statistic_b: Statistic | None = None) -> Paired:
     """Paired bootstrap of statistic(B) - statistic(A) and statistic(B) / statistic(A) over the same items.
@@ -110,19 +127,7 @@ def paired_bootstrap(a, b, statistic: Statistic = mean_statistic, resamples: int
     The same resampled item indices are used for A and B (that is what makes it paired).
     `statistic_b` (default: `statistic`) when B's statistic needs its own closure (see `bleu_items`).
     """
-    stat_b = statistic_b or statistic
-    xa, xb = _as_items(a), _as_items(b)
-    if xa.shape != xb.shape:
-        raise ValueError(f"paired samples must have the same shape, got {xa.shape} and {xb.shape}")
-    n = len(xa)
-    if n == 0:
-        raise ValueError("no shared items to compare")
-    both = np.concatenate([xa, xb], axis=1)  # one draw for both runs
-    sums = resample_sums(both, resamples, seed)
-    k = xa.shape[1]
-    sa, sb = statistic(sums[:, :k], n), stat_b(sums[:, k:], n)
-    pa = float(statistic(xa.sum(axis=0)[None, :], n)[0])
-    pb = float(stat_b(xb.sum(axis=0)[None, :], n)[0])
+    n, pa, pb, sa, sb = _paired_draws(a, b, statistic, resamples, seed, statistic_b)
     diffs = sb - sa
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = sb / sa
@@ -283,19 +288,8 @@ def paired_bootstrap_draws(a, b, statistic: Statistic = mean_statistic, resample
 
     The same draws as `paired_bootstrap` with the same seed, so percentiles of the returned differences are its CI.
     """
-    stat_b = statistic_b or statistic
-    xa, xb = _as_items(a), _as_items(b)
-    if xa.shape != xb.shape:
-        raise ValueError(f"paired samples must have the same shape, got {xa.shape} and {xb.shape}")
-    n = len(xa)
-    if n == 0:
-        raise ValueError("no shared items to compare")
-    sums = resample_sums(np.concatenate([xa, xb], axis=1), resamples, seed)
-    k = xa.shape[1]
-    diffs = stat_b(sums[:, k:], n) - statistic(sums[:, :k], n)
-    pa = float(statistic(xa.sum(axis=0)[None, :], n)[0])
-    pb = float(stat_b(xb.sum(axis=0)[None, :], n)[0])
-    return pa, pb, np.asarray(diffs, dtype=float)
+    _, pa, pb, sa, sb = _paired_draws(a, b, statistic, resamples, seed, statistic_b)
+    return pa, pb, np.asarray(sb - sa, dtype=float)
 
 
 def bootstrap_draws(x, statistic: Statistic = mean_statistic, resamples: int = 2000,
