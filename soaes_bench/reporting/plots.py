@@ -25,14 +25,17 @@ from soaes_bench.reporting import stats, style
 from soaes_bench.reporting.compare import _labels
 
 KINDS = ("auto", "phases", "sft-ablation", "distillation", "profile", "models")
-METRIC_ORDER = ["acc", "acc_norm", "bits_per_byte", "rouge1", "rouge2", "rougeL", "bleu4"]
+METRIC_ORDER = ["acc", "acc_norm", "cloze_acc", "circular_acc", "bits_per_byte", "rouge1", "rouge2", "rougeL", "bleu4"]
 GEN_METRICS = ["rouge1", "rouge2", "rougeL", "bleu4"]
-SKIP = {"acc_norm", "byte_perplexity", "word_perplexity"}  # redundant with acc / bits_per_byte in a figure
+# redundant in a figure (acc_norm with acc, perplexities with bits per byte, ROUGE-2/L with ROUGE-1 and BLEU-4), or
+# about the answers' form, not their content (health metrics: tables show them)
+SKIP = {"acc_norm", "cloze_acc_norm", "rotation_acc", "byte_perplexity", "word_perplexity", "rouge2", "rougeL",
+        "distinct", "looping", "length_ratio"}
 PHASES = ["base", "cpt", "sft_stage1", "stage1", "sft1", "sft_stage2", "stage2", "sft2", "sft", "progressive",
           "final", "distill"]
-NAMES = {"acc": "accuracy", "bits_per_byte": "bits per byte (lower is better)", "rouge1": "ROUGE-1",
+NAMES = {"acc": "accuracy", "cloze_acc": "cloze accuracy", "circular_acc": "circular accuracy", "bits_per_byte": "bits per byte (lower is better)", "rouge1": "ROUGE-1",
          "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bleu4": "BLEU-4", "alpha": "acceptance rate α"}
-FAMILIES = [("accuracy", {"acc", "acc_norm", "exact_match"}), ("bits per byte (lower is better)", {"bits_per_byte"}),
+FAMILIES = [("accuracy", {"acc", "acc_norm", "exact_match", "cloze_acc", "circular_acc"}), ("bits per byte (lower is better)", {"bits_per_byte"}),
             ("ROUGE / BLEU (0-100)", set(GEN_METRICS))]
 RESAMPLES = 1000
 
