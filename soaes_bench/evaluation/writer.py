@@ -25,6 +25,7 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
+from soaes_bench.evaluation.task_hooks import byte_normalised, mc_argmax
 from soaes_bench.io import atomic_write_text, write_json, write_jsonl
 
 SCHEMA = "soaes-bench/results"
@@ -87,11 +88,6 @@ def _safe_exp(x: float):
         return None
 
 
-def _argmax(values) -> int:
-    """First index of the largest value (numpy.argmax's tie rule, which lm-eval's multiple choice uses)."""
-    return max(range(len(values)), key=values.__getitem__)
-
-
 def sample_row(sample: dict) -> dict:
     """One lm-eval logged sample -> one samples/<task>.jsonl row."""
     doc = sample.get("doc") or {}
@@ -126,14 +122,14 @@ def sample_row(sample: dict) -> dict:
         # multiple choice: one (context, continuation) request per choice, responses (loglikelihood, is_greedy)
         letters = [a[1].strip() for a in args]
         lls = [float(r[0]) for r in resps]
-        pred = _argmax(lls)
+        pred = mc_argmax(lls)
         row["prediction"] = letters[pred]
         row["target"] = letters[target] if isinstance(target, int) and 0 <= target < len(letters) else target
         row["pred_index"] = pred  # position of the highest-loglikelihood option (0 = A), what `positions` counts
         row["target_index"] = target if isinstance(target, int) and not isinstance(target, bool) else None
         n_bytes = [len(c.encode("utf-8")) for c in letters]
         if len(set(n_bytes)) > 1:  # options of different lengths (cloze form): acc_norm's per-byte argmax too
-            row["pred_index_norm"] = _argmax([ll / max(1, b) for ll, b in zip(lls, n_bytes)])
+            row["pred_index_norm"] = mc_argmax(byte_normalised(lls, letters))
     elif "bleu_pair" in row:
         row["prediction"], row["target"] = row["bleu_pair"]
     elif resps and isinstance(resps[0], str):
