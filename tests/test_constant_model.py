@@ -51,3 +51,21 @@ def test_run_with_constant_model_writes_a_normal_run(tmp_path, capsys):
     t = res["tasks"]["soaes_domain_mc"]
     assert t["positions"]["top"] == "A" and t["positions"]["top_share"] == 1.0  # first option on ties
     assert "warning: soaes_domain_mc" in capsys.readouterr().err
+
+
+def test_pipeline_floor_reference_is_written_once_and_stands_for_plain_tasks(tmp_path):
+    from pathlib import Path
+
+    from soaes_bench.config import load_dataclass
+    from soaes_bench.training.pipeline import FLOOR, PipelineRecipe, _evaluate_floor, _references_known
+
+    where = tmp_path / FLOOR / "eval"
+    res = _evaluate_floor(["soaes_domain_mc"], 40, where)
+    assert set(res["tasks"]) == {"soaes_domain_mc", "soaes_domain_mc@plain"}
+    best = F.task_floors("soaes_domain_mc", limit=40)["best"]["acc"]["value"]
+    assert res["tasks"]["soaes_domain_mc@plain"]["metrics"]["acc"]["value"] == pytest.approx(best)
+    assert res["tasks"]["soaes_domain_mc"]["results_path"] == str(where / "results.json")
+    stamp = (where / "results.json").stat().st_mtime_ns
+    assert _evaluate_floor(["soaes_domain_mc"], 40, where) == res and (where / "results.json").stat().st_mtime_ns == stamp
+    recipe = load_dataclass(PipelineRecipe, Path(__file__).resolve().parents[1] / "training/recipes/reference.yaml")
+    assert FLOOR in _references_known(recipe, "sft")
