@@ -36,3 +36,16 @@ def embedded_model(name: str = "default") -> Path:
                 return MODELS_DIR / n
         raise FileNotFoundError(f"no embedded model in {MODELS_DIR}")
     return MODELS_DIR / name
+
+
+def display_path(p) -> str:
+    """A path as reports record it: relative to the working directory when inside it (a checkout's reports then
+    hold repository-relative paths, not this machine's), absolute otherwise."""
+    import os
+
+    p = Path(p).resolve()
+    try:
+        return os.path.relpath(p) if p.is_relative_to(Path.cwd()) else str(p)
+    except ValueError:
+        return str(p)
+

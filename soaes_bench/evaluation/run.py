@@ -38,7 +38,7 @@ from soaes_bench.config import suggest
 from soaes_bench.errors import UserError
 from soaes_bench.evaluation import writer
 from soaes_bench.io import sha256_file, sha256_files
-from soaes_bench.paths import MODELS_DIR, embedded_model, tasks_dir
+from soaes_bench.paths import MODELS_DIR, display_path, embedded_model, tasks_dir
 
 SUITES = {"general": ["soaes_general"], "domain": ["soaes_domain"], "all": ["soaes_general", "soaes_domain"]}
 CHAT_MODES = ("auto", "on", "off")
@@ -90,14 +90,6 @@ def task_groups(tm) -> dict[str, str]:
 
 
 # --- models ------------------------------------------------------------------------------------------------
-def _display_path(p: Path) -> str:
-    p = p.resolve()
-    try:
-        return os.path.relpath(p) if p.is_relative_to(Path.cwd()) else str(p)
-    except ValueError:
-        return str(p)
-
-
 def load_model(model_dir: str | os.PathLike):
     """(model, tokenizer, model_info) from a local directory: safetensors only, no remote code, float32."""
     from soaes_bench.training.model import check_model_dir, load_model as load_weights, load_tokenizer
@@ -112,7 +104,7 @@ def load_model(model_dir: str | os.PathLike):
     tok_json = model_dir / "tokenizer.json"
     info = {
         "name": model_dir.resolve().name,
-        "path": _display_path(model_dir),
+        "path": display_path(model_dir),
         "weights_sha256": sha256_files(weights),
         "tokenizer_sha256": sha256_file(tok_json) if tok_json.is_file() else None,
         "n_params": sum(p.numel() for p in model.parameters()),

@@ -22,14 +22,14 @@ def _state_sha256(model) -> str:
 def model_info(model, path: str | Path | None = None, name: str | None = None) -> dict:
     """The results.json "model" block: weights hash from the safetensors files (from the tensors when in memory)."""
     from soaes_bench.io import sha256_files
-    from soaes_bench.paths import TOKENIZER_DIR
+    from soaes_bench.paths import TOKENIZER_DIR, display_path
 
     p = Path(path) if path is not None else None
     shards = sorted(p.glob("*.safetensors")) if p is not None else []
     tok_dir = p if p is not None and (p / "tokenizer.json").is_file() else TOKENIZER_DIR
     tok_files = [f for f in (tok_dir / "tokenizer.json", tok_dir / "tokenizer_config.json") if f.is_file()]
     cfg = model.config
-    return {"name": name or (p.name if p is not None else None), "path": str(p) if p is not None else None,
+    return {"name": name or (p.name if p is not None else None), "path": display_path(p) if p is not None else None,
             "weights_sha256": sha256_files(shards) if shards else _state_sha256(model),
             "tokenizer_sha256": sha256_files(tok_files) if tok_files and (p is not None) else None,
             "n_params": sum(x.numel() for x in {id(x): x for x in model.parameters()}.values()),
