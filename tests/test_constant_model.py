@@ -19,12 +19,12 @@ def _req(task, idx, args, doc=None):
 def test_requests_by_hand():
     lm = C.ConstantLM("答", positions={"mc": 2, "long": C.LONGEST}, answers={"echo": C.ECHO})
     ll = lm.loglikelihood([_req("x", 0, ("q", " A")), _req("x", 1, ("q", "中文"))])
-    assert ll == [(pytest.approx(-2 * C.NATS_PER_BYTE), False), (pytest.approx(-6 * C.NATS_PER_BYTE), False)]
+    assert ll == [(pytest.approx(-2 * F.NATS_PER_BYTE), False), (pytest.approx(-6 * F.NATS_PER_BYTE), False)]
     assert [r[0] for r in lm.loglikelihood([_req("mc", i, ("q", "x")) for i in range(4)])] == [-1.0, -1.0, 0.0, -1.0]
     doc = {"choices": ["a", "ccc", "bb", "ccc"]}  # longest: the first of the two longest
     assert [r[1] for r in lm.loglikelihood([_req("long", i, ("q", "x"), doc) for i in range(4)])] == [
         False, True, False, False]
-    assert lm.loglikelihood_rolling([_req("t", 0, ("abc",))]) == [pytest.approx(-3 * C.NATS_PER_BYTE)]
+    assert lm.loglikelihood_rolling([_req("t", 0, ("abc",))]) == [pytest.approx(-3 * F.NATS_PER_BYTE)]
     gen = lm.generate_until([_req("g", 0, ("q", {})), _req("echo", 0, ("q", {}), {"question": "问题一"})])
     assert gen == ["答", "问题一"]
 

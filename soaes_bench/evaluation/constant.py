@@ -10,7 +10,7 @@ samples can be compared, checked and gated with the same code as a real model's.
 
 Per task it can instead always pick choice `positions[task]` and always answer `answers[task]` (or, with
 `answers[task] = ECHO`, copy the item's question): with each task's best content-free predictor the run is the
-natural reference for a `superior` gate ("better than a model that knows nothing"); `floor_run` builds it.
+natural reference for a `superior` gate ("better than a model that knows nothing"); `floor_lm` builds it.
 
 It is the model-run counterpart of the floors in `soaes_bench.metrics.floors`, which compute the same kind of
 predictors from the task data without running lm-eval's request machinery.
@@ -18,35 +18,29 @@ predictors from the task data without running lm-eval's request machinery.
 
 from __future__ import annotations
 
-import math
-
 from lm_eval.api.model import LM
+
+from soaes_bench.metrics.floors import uniform_byte_loglikelihood
 
 PREFIX = "constant:"
 LONGEST, SHORTEST = "longest", "shortest"  # positions[task]: the longest / shortest option of each item
 ECHO = "\x00question"  # answers[task] = ECHO: the answer is the item's own question (a floor of generation tasks)
-NATS_PER_BYTE = math.log(256)
 
 
 def is_constant(spec) -> bool:
     return isinstance(spec, str) and spec.startswith(PREFIX)
 
 
-def uniform_byte_loglikelihood(text: str) -> float:
-    return -NATS_PER_BYTE * len(text.encode("utf-8"))
-
-
 class ConstantLM(LM):
     """Content-free lm-eval model (module docstring). `answer` is what every generation returns."""
 
     def __init__(self, answer: str = "", positions: dict[str, int] | None = None,
-                 answers: dict[str, str] | None = None) -> None:
+                 answers: dict[str, str] | None = None, label: str | None = None) -> None:
         super().__init__()
         self.answer = answer
         self.positions = dict(positions or {})
         self.answers = dict(answers or {})
-
-    label: str | None = None
+        self.label = label
 
     @property
     def name(self) -> str:
@@ -102,10 +96,7 @@ def floor_lm(tasks: list[str], include_path=None, limit: int | None = None) -> C
             answers[task] = ECHO
         elif name == F.MOST_COMMON:
             answers[task] = F.most_common_reference(task, include_path)
-    lm = ConstantLM("", positions, answers)
-    lm.label = "content-free floor"
-    return lm
-
+    return ConstantLM("", positions, answers, label="content-free floor")
 
 
 def evaluate_constant(lm: ConstantLM, suite="all", tasks=None, limit=None, seed=1234, include_path=None) -> dict:

@@ -209,8 +209,6 @@ def attach_floors(results: dict, include_path=None, limit=None) -> dict:
     """Put each task's best content-free floors into results["tasks"][task]["floors"] ({metric: {"name", "value"}},
     soaes_bench.metrics.floors, on the same `limit` items). A task whose floors cannot be computed gets none and a
     warning on stderr: floors never cost an evaluation."""
-    import sys
-
     from soaes_bench.metrics.floors import results_block
 
     for name, t in results.get("tasks", {}).items():
@@ -294,8 +292,9 @@ def _write(results: dict, out: Path) -> dict:
     results["run"] = out.resolve().name
     written = writer.write_run(results, out)
     print(writer.markdown_table(written))
-    if writer.positions_markdown(written):
-        print(writer.positions_markdown(written))
+    positions = writer.positions_markdown(written)
+    if positions:
+        print(positions)
     for line in position_warnings(written):
         print(line, file=sys.stderr)
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'samples'}/")

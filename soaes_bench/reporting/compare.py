@@ -63,20 +63,28 @@ def check_comparable(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_p
                                 f"measured different things: rerun both with the same tasks or pass --force")
 
 
-def _numeric(col: pd.Series) -> np.ndarray | None:
-    """Per-item values as (n,) floats, (n, 2) for (loglikelihood, bytes) pairs, or None if not numeric."""
-    vals = list(col)
-    if all(results.is_number(v) for v in vals):
-        return np.asarray(vals, dtype=float)
-    if all(isinstance(v, (list, tuple)) and len(v) == 2 and all(results.is_number(x) for x in v) for v in vals):
-        return np.asarray(vals, dtype=float)
+def metric_items(df: pd.DataFrame, metric: str, sfx: str = ""):
+    """(per-item array, statistic, kind) of one run's samples columns (suffix `sfx` after a merge) for `metric`:
+    corpus BLEU from bleu_pair ("bleu"), bits per byte / perplexity from (loglikelihood, count) ("ratio"), else the
+    per-item metric column ("mean"; (loglikelihood, bytes) pairs there are a "ratio"). None when the samples cannot
+    give the metric. The one choice behind `compare`, `check` and the gates' paired tests."""
+    def full(col):
+        return col in df and bool(df[col].notna().all())
+
+    if metric in results.CORPUS_METRICS and full("bleu_pair" + sfx):
+        x, f = stats.bleu_items(list(df["bleu_pair" + sfx]))
+        return x, f, "bleu"
+    count = results.RATIO_METRICS.get(metric)
+    if count and full("loglikelihood" + sfx) and full(count + sfx):
+        f = stats.bits_per_byte_statistic if metric == "bits_per_byte" else stats.perplexity_statistic
+        return df[["loglikelihood" + sfx, count + sfx]].to_numpy(float), f, "ratio"
+    if metric + sfx in df:
+        vals = list(df[metric + sfx])
+        if all(results.is_number(v) for v in vals):
+            return np.asarray(vals, dtype=float), stats.mean_statistic, "mean"
+        if all(isinstance(v, (list, tuple)) and len(v) == 2 and all(results.is_number(x) for x in v) for v in vals):
+            return np.asarray(vals, dtype=float), stats.bits_per_byte_statistic, "ratio"
     return None
-
-
-def _has(m: pd.DataFrame, cols: list[str]) -> bool:
-    """Both runs have every column in `cols`, with no missing value."""
-    names = [f"{c}_{s}" for c in cols for s in "ab"]
-    return all(n in m for n in names) and bool(m[names].notna().all().all())
 
 
 def paired_stats(sa: pd.DataFrame, sb: pd.DataFrame, metric: str, resamples: int, seed: int,
@@ -88,26 +96,13 @@ def paired_stats(sa: pd.DataFrame, sb: pd.DataFrame, metric: str, resamples: int
     if m.empty:
         return {"n_shared": 0}
     out: dict = {"n_shared": len(m)}
-    if metric in results.CORPUS_METRICS and _has(m, ["bleu_pair"]):
-        xa, fa = stats.bleu_items(list(m["bleu_pair_a"]))
-        xb, fb = stats.bleu_items(list(m["bleu_pair_b"]))
-        p = stats.paired_bootstrap(xa, xb, fa, resamples, seed, confidence, statistic_b=fb)
-    elif _has(m, ["loglikelihood", results.RATIO_METRICS.get(metric, "-")]):
-        count = results.RATIO_METRICS[metric]
-        xa = m[["loglikelihood_a", f"{count}_a"]].to_numpy(float)
-        xb = m[["loglikelihood_b", f"{count}_b"]].to_numpy(float)
-        stat = stats.bits_per_byte_statistic if metric == "bits_per_byte" else stats.perplexity_statistic
-        p = stats.paired_bootstrap(xa, xb, stat, resamples, seed, confidence)
-    elif f"{metric}_a" in m and f"{metric}_b" in m:
-        xa, xb = _numeric(m[f"{metric}_a"]), _numeric(m[f"{metric}_b"])
-        if xa is None or xb is None or xa.shape != xb.shape:
-            return out
-        stat = stats.bits_per_byte_statistic if xa.ndim == 2 else stats.mean_statistic
-        p = stats.paired_bootstrap(xa, xb, stat, resamples, seed, confidence)
-        if metric in results.ACCURACY_METRICS and xa.ndim == 1:
-            out["p_mcnemar"] = stats.mcnemar(xa, xb)[2]
-    else:
+    a, b = metric_items(m, metric, "_a"), metric_items(m, metric, "_b")
+    if a is None or b is None or a[2] != b[2] or a[0].shape != b[0].shape:
         return out
+    (xa, fa, kind), (xb, fb, _) = a, b
+    p = stats.paired_bootstrap(xa, xb, fa, resamples, seed, confidence, statistic_b=fb)
+    if metric in results.ACCURACY_METRICS and kind == "mean":
+        out["p_mcnemar"] = stats.mcnemar(xa, xb)[2]
     # diff and ratio over the shared items, so they agree with their CIs (= value - value_ref when all are shared)
     out.update(diff=p.diff, ratio=p.ratio, ci_low=p.diff_low, ci_high=p.diff_high, ratio_low=p.ratio_low,
                ratio_high=p.ratio_high,

@@ -69,6 +69,7 @@ from soaes_bench.config import positive
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, read_json, write_json
 from soaes_bench.reporting import stats
+from soaes_bench.reporting.compare import metric_items
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 GATE_SCHEMA, GATE_VERSION = "soaes-bench/gate", 1
@@ -253,29 +254,6 @@ class _Samples:
         return self.cache[key]
 
 
-def _items(df: pd.DataFrame, metric: str, sfx: str = ""):
-    """(per-item array, statistic, kind) of one run's columns of `df` (suffix `sfx` after a merge), chosen as
-    compare.paired_stats chooses: corpus BLEU from bleu_pair, bits per byte / perplexity from (loglikelihood, count),
-    else the per-item metric column (kind "mean"). None when the samples cannot give the metric."""
-    def full(col):
-        return col in df and bool(df[col].notna().all())
-
-    if metric in R.CORPUS_METRICS and full("bleu_pair" + sfx):
-        x, f = stats.bleu_items(list(df["bleu_pair" + sfx]))
-        return x, f, "bleu"
-    count = R.RATIO_METRICS.get(metric)
-    if count and full("loglikelihood" + sfx) and full(count + sfx):
-        f = stats.bits_per_byte_statistic if metric == "bits_per_byte" else stats.perplexity_statistic
-        return df[["loglikelihood" + sfx, count + sfx]].to_numpy(float), f, "ratio"
-    if full(metric + sfx):
-        vals = list(df[metric + sfx])
-        if all(R.is_number(v) for v in vals):
-            return np.asarray(vals, dtype=float), stats.mean_statistic, "mean"
-        if all(isinstance(v, (list, tuple)) and len(v) == 2 and all(R.is_number(x) for x in v) for v in vals):
-            return np.asarray(vals, dtype=float), stats.bits_per_byte_statistic, "ratio"
-    return None
-
-
 def _none_stats(note=None) -> dict:
     return {"n": None, "diff": None, "diff_ci": None, "p": None, "mde": None, "ci_method": None, "stats_note": note}
 
@@ -295,7 +273,7 @@ def paired_test(sa: pd.DataFrame, sb: pd.DataFrame, metric: str, hib: bool, test
     m = sa.merge(sb, on="id", suffixes=("_a", "_b"))
     if m.empty:
         return dict(_none_stats("no item ids shared by the two runs"), n=0)
-    a, b = _items(m, metric, "_a"), _items(m, metric, "_b")
+    a, b = metric_items(m, metric, "_a"), metric_items(m, metric, "_b")
     if a is None or b is None or a[2] != b[2] or a[0].shape != b[0].shape:
         return dict(_none_stats(f"samples do not give {metric} per item"), n=len(m))
     (xa, fa, kind), (xb, fb, _) = a, b
@@ -324,7 +302,7 @@ def paired_test(sa: pd.DataFrame, sb: pd.DataFrame, metric: str, hib: bool, test
 def one_sample_test(s: pd.DataFrame, metric: str, threshold: float, resamples: int = RESAMPLES,
                     seed: int = SEED) -> dict:
     """Statistics of value - threshold from one run's samples: n, diff, diff_ci (bootstrap), two-sided p, mde."""
-    got = _items(s, metric) if not s.empty else None
+    got = metric_items(s, metric) if not s.empty else None
     if got is None:
         return _none_stats("no per-item samples")
     x, f, kind = got
