@@ -46,7 +46,7 @@ reports: install
 	$(BIN)/soaes-bench run --output reports/baseline
 	$(BIN)/soaes-bench run --model soaes_bench/assets/models/base --output reports/base
 	# what every gate must fail: a random init of the target's shape (seed 1234) and the content-free model
-	$(BIN)/python -c "from soaes_bench.training.model import load_tokenizer, new_model, save_model; \
+	$(BIN)/python -c "from soaes_bench.models import load_tokenizer, new_model, save_model; \
 		t = load_tokenizer(); save_model(new_model('target', t, 1234), t, 'runs/untrained')"
 	$(BIN)/soaes-bench run --model runs/untrained --output reports/untrained
 	$(BIN)/soaes-bench run --model runs/untrained --tasks soaes_general_mc_cloze,soaes_domain_knowledge_cloze \

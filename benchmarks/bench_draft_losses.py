@@ -35,14 +35,14 @@ def old_ce(model, batch):
 def old_kd(cfg):
     """The KD loss as it was: no tau^2 factor and no cross-entropy mix, so it equals make_kd_loss only at
     temperature 1 and ce_weight 0 (the reference recipe's settings; main refuses others)."""
-    from soaes_bench.training import losses as L
+    from soaes_bench.training import losses
 
     def loss_fn(model, batch):
         logits = model(input_ids=batch["input_ids"], use_cache=False).logits
         rows = logits[:, :-1].flatten(0, 1)
-        s, t = L.topk_distributions(rows, batch["t_values"][:, :-1].flatten(0, 1),
-                                    batch["t_indices"][:, :-1].flatten(0, 1), cfg.temperature, fused=False)
-        return L.divergence(s, t, cfg.kind, cfg.beta).sum(), rows.size(0)
+        s, t = losses.topk_distributions(rows, batch["t_values"][:, :-1].flatten(0, 1),
+                                         batch["t_indices"][:, :-1].flatten(0, 1), cfg.temperature, fused=False)
+        return losses.divergence(s, t, cfg.kind, cfg.beta).sum(), rows.size(0)
 
     return loss_fn
 
@@ -84,8 +84,8 @@ def bench(a) -> dict:
     from soaes_bench.config import load_dataclass
     from soaes_bench.training.distill import make_kd_loss
     from soaes_bench.training.loop import lm_loss
-    from soaes_bench.training.model import load_tokenizer, new_model
-    from soaes_bench.training.pipeline import PipelineRecipe
+    from soaes_bench.models import load_tokenizer, new_model
+    from soaes_bench.pipeline import PipelineRecipe
 
     torch.set_num_threads(a.threads)
     recipe = load_dataclass(PipelineRecipe, a.recipe)

@@ -15,7 +15,7 @@ predictions are perturbed references (clauses dropped, swapped, replaced, trunca
 sacrebleu's tokenizer LRU caches and ours are cleared before every timed run so repeats do not flatter either side;
 the two sides alternate (naive, ours, ours, naive, ...) so load drift hits both. Printed: median CPU seconds
 (time.process_time) of each, and the median of the per-repeat ratios naive / ours with the order-statistic CI of
-that median (reporting.stats.median_ci) at its real level; the header names the CPU.
+that median (soaes_bench.stats.median_ci) at its real level; the header names the CPU.
 """
 
 from __future__ import annotations

@@ -35,16 +35,16 @@ def bench_grouping(a) -> dict:
     import torch
 
     from soaes_bench.config import load_dataclass
-    from soaes_bench.training import data as D
+    from soaes_bench.training import data
     from soaes_bench.training.loop import DataStream, train
-    from soaes_bench.training.model import load_model, load_tokenizer
-    from soaes_bench.training.pipeline import PipelineRecipe
+    from soaes_bench.models import load_model, load_tokenizer
+    from soaes_bench.pipeline import PipelineRecipe
 
     torch.set_num_threads(a.threads)
     recipe = load_dataclass(PipelineRecipe, a.recipe)
     stage = recipe.sft.stages[0]
     tok = load_tokenizer(recipe.tokenizer)
-    examples, _ = D.load_sft(stage.data, tok, recipe.sft.max_len)
+    examples, _ = data.load_sft(stage.data, tok, recipe.sft.max_len)
     lengths = [len(e["input_ids"]) for e in examples]
     grouped = stage.train.group_by_length or 16
     settings = {"random": 0, "grouped": grouped}
@@ -61,14 +61,14 @@ def bench_grouping(a) -> dict:
     for k, (real, padded) in tokens.items():
         print(f"  {k:<8} whole stage: {padded:,} padded tokens for {real:,} real (real/padded {real / padded:.3f})")
     init = load_model(recipe.init)
-    collate = D.make_pad_collate(tok.pad_token_id)
+    collate = data.make_pad_collate(tok.pad_token_id)
     times: dict[str, list[float]] = {k: [] for k in settings}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
             for k in (("random", "grouped") if r % 2 == 0 else ("grouped", "random")):
                 args = dataclasses.replace(stage.train, group_by_length=settings[k], checkpoint_every=10**9,
                                            log_every=10**9, max_minutes=None)
-                res = train(copy.deepcopy(init), D.Examples(examples), collate, args, Path(tmp) / f"{k}{r}",
+                res = train(copy.deepcopy(init), data.Examples(examples), collate, args, Path(tmp) / f"{k}{r}",
                             total_steps=total, until_step=a.steps, resume=False, desc=k)
                 times[k].append([row for row in res.log if "loss" in row][-1]["elapsed_s"])
             print(f"  repeat {r + 1}: random {times['random'][-1]:.1f} s, grouped {times['grouped'][-1]:.1f} s "

@@ -31,9 +31,10 @@ from pathlib import Path
 
 import torch
 
+from soaes_bench.reporting.profile_report import write_outputs
 from soaes_bench.speculative.decode import eos_ids, speculative_generate
-from soaes_bench.speculative.models import load_pair, make_qwen2, save_pair, truncated_copy
-from soaes_bench.speculative.profile import _default_dirs, profile, write_outputs
+from soaes_bench.speculative.model_pair import load_pair, make_qwen2, save_pair, truncated_copy
+from soaes_bench.speculative.profile import default_pair_dirs, profile
 from soaes_bench.speculative.prompts import encode, load_prompts
 
 
@@ -85,7 +86,7 @@ def ratio_ci(a: list[tuple[int, int]], b: list[tuple[int, int]], resamples: int 
 
 def _ci(x, ci, spec=".2f", level=None) -> str:
     """Value [low, high] with its level, e.g. "0.93 [0.92, 1.02] (75% CI)"; level None: the caller names it."""
-    from soaes_bench.reporting.stats import level_label
+    from soaes_bench.stats import level_label
 
     if x is None:
         return "n/a"
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     if args.random_pair:
         target_dir, draft_dir = random_pair(Path(args.random_pair), args.deep_scale, args.init_range)
     else:
-        target_dir, draft_dir = _default_dirs(args.target, args.draft)
+        target_dir, draft_dir = default_pair_dirs(args.target, args.draft)
     target, draft, ttok, dtok = load_pair(target_dir, draft_dir, dtype=args.dtype)
     gammas = [int(g) for g in args.gamma.split(",") if g.strip()]
     contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
     print(f"2. ours / HF assisted tokens/s at gamma={g}: {_ci(s['ours_over_hf'], s['ours_over_hf_ci'], level=lv)}   "
           f"goal >= 1.0  {_verdict(s['ours_over_hf'] >= 1.0)}")
     if args.undistilled_draft:
-        from soaes_bench.training.model import load_model
+        from soaes_bench.models import load_model
 
         und = load_model(args.undistilled_draft, str(target.dtype).removeprefix("torch.")).eval()
         chat = rep["config"]["chat_template"]

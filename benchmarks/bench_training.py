@@ -54,9 +54,9 @@ MEM_VARIANTS = {
 
 # ---------------------------------------------------------------- statistics
 def median_interval(values: list[float], level: float = 0.95) -> dict:
-    """Median of repeated timings or per-repeat ratios with the profiles' CI (reporting.stats.median_ci: a pair of
+    """Median of repeated timings or per-repeat ratios with the profiles' CI (soaes_bench.stats.median_ci: a pair of
     order statistics, its real coverage under "level"; one value: the interval is that value, level None)."""
-    from soaes_bench.reporting.stats import median_ci
+    from soaes_bench.stats import median_ci
 
     m = median_ci(values, level)
     if m["ci"] is None and m["median"] is not None:
@@ -67,7 +67,7 @@ def median_interval(values: list[float], level: float = 0.95) -> dict:
 def ci_text(values: list[float], spec: str = ".2f") -> str:
     """The median and its interval, labelled with the level it has: "1.86  75% CI [1.82, 1.95] (median of n=3:
     min-max)"."""
-    from soaes_bench.reporting.stats import level_label
+    from soaes_bench.stats import level_label
 
     m = median_interval(values)
     if m["level"] is None:
@@ -80,7 +80,7 @@ def ci_text(values: list[float], spec: str = ".2f") -> str:
 
 def machine() -> str:
     """The CPU this ran on, as a benchmark header names it: model name (from /proc/cpuinfo), cores, torch threads."""
-    from soaes_bench.speculative.provenance import cpu_name
+    from soaes_bench.records.provenance import cpu_name
 
     return f"CPU {cpu_name()}, {os.cpu_count()} logical cores"
 
@@ -153,9 +153,9 @@ def _bare_loop(model, batches, targs, total_steps):
 def bench_loop(a) -> dict:
     import torch
 
-    from soaes_bench.training import data as D
+    from soaes_bench.training import data
     from soaes_bench.training.loop import TrainArgs, stream_indices, train
-    from soaes_bench.training.model import new_model, n_params
+    from soaes_bench.models import new_model, n_params
 
     torch.set_num_threads(a.threads)
     tok = _Tok(a.vocab)
@@ -178,7 +178,7 @@ def bench_loop(a) -> dict:
     def run_project(tmp):
         model = copy.deepcopy(init)
         t0 = time.perf_counter()
-        res = train(model, D.Blocks(blocks), D.collate_blocks, targs, tmp, resume=False, desc="bench")
+        res = train(model, data.Blocks(blocks), data.collate_blocks, targs, tmp, resume=False, desc="bench")
         wall = time.perf_counter() - t0
         row = [r for r in res.log if "loss" in r][-1]  # written after the last step, with the loop's own timer
         return row["tokens"] / row["elapsed_s"], tokens / wall, res.last_loss
@@ -226,7 +226,7 @@ def mem_worker(a) -> dict:
 
     import torch
 
-    from soaes_bench.training import losses as L
+    from soaes_bench.training import losses
 
     torch.set_num_threads(1)
     n, v, h, k = a.mem_batch * a.mem_seq, a.vocab, a.hidden, a.top_k
@@ -240,14 +240,14 @@ def mem_worker(a) -> dict:
         t_logits = teacher_hidden @ teacher_head.t()
         teacher_bytes = t_logits.numel() * t_logits.element_size()
     else:  # the cache: top-k at temperature 1 over the full vocabulary, built in slices (as teacher_cache does)
-        parts = [L.teacher_topk(teacher_hidden[i:i + a.chunk] @ teacher_head.t(), k) for i in range(0, n, a.chunk)]
+        parts = [losses.teacher_topk(teacher_hidden[i:i + a.chunk] @ teacher_head.t(), k) for i in range(0, n, a.chunk)]
         tv = torch.cat([p[0] for p in parts]).half().float()  # stored float16, collated to float32
         ti = torch.cat([p[1] for p in parts]).to(torch.int16).long()
         del parts
         teacher_bytes = tv.numel() * tv.element_size() + ti.numel() * ti.element_size()
     del teacher_hidden, teacher_head
-    kd = lambda s, t: L.distill_rows(s, t, "forward_kl")  # noqa: E731
-    topk = lambda s, v_, i_: L.topk_distill_rows(s, v_, i_, "forward_kl")  # noqa: E731
+    kd = lambda s, t: losses.distill_rows(s, t, "forward_kl")  # noqa: E731
+    topk = lambda s, v_, i_: losses.topk_distill_rows(s, v_, i_, "forward_kl")  # noqa: E731
     teacher = (t_logits,) if full else (tv, ti)
 
     def run(rows: slice):
@@ -255,12 +255,12 @@ def mem_worker(a) -> dict:
         if a.mem_worker == "naive":
             return kd(x @ head.t(), *t).sum()
         if a.mem_worker == "chunked":
-            return L.chunked_rows_sum(x, head, kd, *t, chunk_size=a.chunk)
+            return losses.chunked_rows_sum(x, head, kd, *t, chunk_size=a.chunk)
         if a.mem_worker == "topk":
             return topk(x @ head.t(), *t).sum()
         if a.mem_worker == "topk_chunked":
-            return L.chunked_rows_sum(x, head, topk, *t, chunk_size=a.chunk)
-        return L.chunked_rows_sum(x @ head.t(), None, topk, *t, chunk_size=a.chunk)  # distill_py
+            return losses.chunked_rows_sum(x, head, topk, *t, chunk_size=a.chunk)
+        return losses.chunked_rows_sum(x @ head.t(), None, topk, *t, chunk_size=a.chunk)  # distill_py
 
     run(slice(0, 4)).backward()  # warm-up: lazy imports (torch.utils.checkpoint) and kernels, not the loss's memory
     hidden.grad = head.grad = None
@@ -315,7 +315,7 @@ def bench_memory(a) -> dict:
 
 # ---------------------------------------------------------------- (c) pipeline phases
 def bench_pipeline(a) -> dict:
-    from soaes_bench.training.pipeline import run_pipeline
+    from soaes_bench.pipeline import run_pipeline
 
     out = Path(a.output or tempfile.mkdtemp(prefix="bench_pipeline_"))
     print(f"(c) pipeline {a.pipeline} -> {out}", flush=True)

@@ -13,6 +13,7 @@ import os
 import sys
 
 from soaes_bench import __version__
+from soaes_bench.defaults import BATCH_SIZE, BOOTSTRAP_SEED, GEN_BATCH_SIZE, RESAMPLES, SEED
 from soaes_bench.errors import UserError
 
 # subcommand -> handler. tests/test_cli.py checks this map against the parser and the README.
@@ -22,15 +23,16 @@ COMMANDS = {
     "score": "soaes_bench.metrics.score:cli_score",
     "run": "soaes_bench.evaluation.run:cli_run",
     "ls": "soaes_bench.evaluation.run:cli_ls",
-    "train base": "soaes_bench.training.base:cli_train_base",
-    "pipeline": "soaes_bench.training.pipeline:cli_pipeline",
-    "gate": "soaes_bench.training.gates:cli_gate",
-    "profile": "soaes_bench.speculative.profile:cli_profile",
+    "train base": "soaes_bench.training.pretrain:cli_train_base",
+    "pipeline": "soaes_bench.pipeline:cli_pipeline",
+    "gate": "soaes_bench.pipeline:cli_gate",
+    "profile": "soaes_bench.reporting.profile_report:cli_profile",
     "compare": "soaes_bench.reporting.compare:cli_compare",
     "check": "soaes_bench.reporting.check:cli_check",
-    "floors": "soaes_bench.metrics.floors:cli_floors",
+    "floors": "soaes_bench.evaluation.task_floors:cli_floors",
     "plot": "soaes_bench.reporting.plots:cli_plot",
     "report": "soaes_bench.reporting.report:cli_report",
+    "ablations": "soaes_bench.reporting.ablations:cli_ablations",
 }
 
 
@@ -41,8 +43,16 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one line (`soaes-bench run: error: argument --limit: invalid int value: 'x'`), exit 2,
+    like every other bad input; `--help` is unchanged."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="soaes-bench",
         description="Benchmark-first harness for Chinese domain LLMs (SOAEsV2): suites, gates, speculative-decoding profiler.",
     )
@@ -55,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(help_parser=data)
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
     b = dsub.add_parser("build", help="rebuild every data set deterministically from the pinned sources")
-    b.add_argument("--seed", type=int, default=1234)
+    b.add_argument("--seed", type=int, default=SEED)
     b.add_argument("--cache-dir", default=None, help="where source archives are downloaded (default ~/.cache/soaes-bench)")
     b.add_argument("--no-tokenizer", action="store_true", help="skip training the tokenizer")
     b.add_argument("--verify", action="store_true",
@@ -83,11 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tasks", default=None, help="comma-separated task names (instead of a suite)")
     r.add_argument("--include-path", default=None, help="extra lm-eval task folder, as lm_eval --include_path")
     r.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each task")
-    r.add_argument("--batch-size", type=int, default=8, help="sequences per scoring forward (default: 8)")
-    r.add_argument("--gen-batch-size", type=int, default=32, help="prompts per generation batch (default: 32)")
+    r.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"sequences per scoring forward (default: {BATCH_SIZE})")
+    r.add_argument("--gen-batch-size", type=int, default=GEN_BATCH_SIZE,
+                   help=f"prompts per generation batch (default: {GEN_BATCH_SIZE})")
     r.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     r.add_argument("--output", default="reports/latest", help="output directory (results.json, results.md, samples/)")
-    r.add_argument("--seed", type=int, default=1234)
+    r.add_argument("--seed", type=int, default=SEED)
     r.add_argument("--chat-template", default="auto", choices=["auto", "on", "off"],
                    help="wrap prompts in the model's chat template (auto: when the tokenizer has one)")
     r.set_defaults(handler="run")
@@ -118,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--reference", action="append", default=[], metavar="NAME=RUN",
                     help="a reference the gates name (base, previous, cpt, ...) and its run; repeat")
     gt.add_argument("--output", default=None, help="also write gate.json and gate.md into this directory")
-    gt.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    gt.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    gt.add_argument("--resamples", type=int, default=RESAMPLES, help=f"bootstrap resamples (default {RESAMPLES})")
+    gt.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help=f"bootstrap seed (default {BOOTSTRAP_SEED})")
     gt.set_defaults(handler="gate")
 
     # profiler ---------------------------------------------------------------------------------
@@ -140,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weights and compute; auto = bfloat16 where the device has native bf16 math, else float32")
     pr.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's choice; use 1 on a busy machine: timings stay sane)")
-    pr.add_argument("--seed", type=int, default=1234)
+    pr.add_argument("--seed", type=int, default=SEED)
     pr.add_argument("--ignore-eos", action="store_true",
                     help="always generate --max-new-tokens (steady-state decoding speed; short answers are mostly prefill)")
     pr.add_argument("--save-outputs", action="store_true", help="also write outputs.jsonl (prompt/target/spec ids)")
@@ -151,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     # reporting --------------------------------------------------------------------------------
     cp = sub.add_parser("compare", help="paired comparison of runs: differences, ratios, bootstrap CIs, McNemar")
     cp.add_argument("runs", nargs="+", help="results.json files or run directories (first is the reference)")
-    cp.add_argument("--resamples", type=int, default=2000)
-    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--resamples", type=int, default=RESAMPLES)
+    cp.add_argument("--seed", type=int, default=BOOTSTRAP_SEED)
     cp.add_argument("--force", action="store_true", help="compare even if task configs differ")
     cp.add_argument("--format", default="table", choices=["table", "markdown", "csv", "latex"])
     cp.add_argument("--output", default=None, help="also write the table here (format from the suffix)")
@@ -161,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--baseline", required=True)
     ck.add_argument("--results", required=True)
     ck.add_argument("--policy", default=None, help="YAML tolerances per task/metric")
-    ck.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default: the policy's, 2000)")
-    ck.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the policy's, 0)")
+    ck.add_argument("--resamples", type=int, default=None, help=f"bootstrap resamples (default: the policy's, {RESAMPLES})")
+    ck.add_argument("--seed", type=int, default=None, help=f"bootstrap seed (default: the policy's, {BOOTSTRAP_SEED})")
     ck.set_defaults(handler="check")
     fl = sub.add_parser("floors", help="content-free floors of each task and metric (no model): always A, "
                                        "most common answer, uniform bytes, ...")
@@ -181,12 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir")
     rp.add_argument("--output", default=None, help="report path (default RUN_DIR/report.md)")
     rp.set_defaults(handler="report")
+    ab = sub.add_parser("ablations", help="forgetting (McNemar) and ablation reports (paired bootstrap) of a pipeline "
+                                          "run directory, from the files it holds (no model)")
+    ab.add_argument("run_dir", help="pipeline output directory, e.g. runs/reference")
+    ab.add_argument("--resamples", type=int, default=RESAMPLES,
+                    help=f"bootstrap resamples for the SFT ablation CI (default {RESAMPLES})")
+    ab.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help=f"bootstrap seed (default {BOOTSTRAP_SEED})")
+    ab.set_defaults(handler="ablations")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) or a malformed option (2, one line printed)
+        return e.code if isinstance(e.code, int) else 2
     handler = getattr(args, "handler", None)
     if handler is None:
         # `soaes-bench`, `soaes-bench data`, `soaes-bench train` without an action: usage, exit 2.
@@ -194,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, func_name = COMMANDS[handler].split(":")
     try:
+        # one validation pass over what every command shares, before any work: numeric options finite and in
+        # range, --output usable and outside the package, --include-path YAML sound (soaes_bench/validate.py)
+        from soaes_bench import validate
+
+        validate.options(handler, args)
+        if getattr(args, "include_path", None):
+            validate.task_folder(args.include_path)
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(args) or 0)
     except UserError as e:

@@ -3,12 +3,15 @@
 Every recipe, gate list and policy goes through `load_dataclass`, so a typo such as `lerning_rate` fails with
 "recipe.yaml: phases.cpt.lerning_rate: unknown key (did you mean learning_rate?)" instead of being ignored.
 Dataclass fields may declare `metadata={"help": ..., "check": callable}`; `check` returns an error string or None.
+A key given twice in one mapping is an error (PyYAML would keep the last one silently), and every float field
+must be finite (YAML's .inf and .nan are refused, after the dataclass's own __post_init__ checks).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -21,20 +24,89 @@ from soaes_bench.errors import UserError
 T = TypeVar("T")
 
 
-def load_yaml(path: str | Path) -> Any:
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping holding the same key twice, naming the line of the second one."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` keys may be overridden: that is their point
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first given at line {first + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+class TaskYamlLoader(UniqueKeyLoader):
+    """UniqueKeyLoader for lm-eval task files: local tags such as `!function utils.process` are kept as data
+    ({"!function": "utils.process"}) instead of failing, as lm-eval resolves them itself."""
+
+
+def _local_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {f"!{suffix}": value}
+
+
+TaskYamlLoader.add_multi_constructor("!", _local_tag)
+
+
+def utf8_message(path, byte: int, line: int) -> str:
+    """One line for a file that is not UTF-8: where the first bad byte is, and what to do."""
+    return (f"{path}: not UTF-8 text (byte 0x{byte:02x} at line {line}; GBK or another legacy encoding?); "
+            "save it as UTF-8")
+
+
+def utf8_problem(path, data: bytes, err: UnicodeDecodeError) -> str:
+    return utf8_message(path, data[err.start], data.count(b"\n", 0, err.start) + 1)
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file (a leading BOM tolerated); a missing, unreadable or non-UTF-8 file is one UserError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read ({e.__class__.__name__})") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e.__class__.__name__})") from None
     try:
-        return yaml.safe_load(text)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(utf8_problem(path, data, e)) from None
+
+
+def parse_yaml(text: str, source, loader=UniqueKeyLoader) -> Any:
+    """YAML text -> data; errors (syntax, duplicate keys) name `source` and the line."""
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 -- loader is a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise UserError(f"{source}: invalid YAML{where}: {problem}") from None
+
+
+def load_yaml(path: str | Path, loader=UniqueKeyLoader) -> Any:
+    path = Path(path)
+    return parse_yaml(read_text(path), path, loader)
 
 
 def suggest(name: str, options) -> str:
@@ -122,6 +194,10 @@ def _build(cls, data: Any, where: str, source: str):
         obj = cls(**kwargs)
     except (ValueError, TypeError) as e:
         raise UserError(f"{source}: {where or 'top level'}: {e}") from None
+    for name in fields:
+        bad = _non_finite(getattr(obj, name))
+        if bad is not None:
+            raise UserError(f"{source}: {prefix}{name}: must be a finite number, got {bad}")
     for name, f in fields.items():
         check = f.metadata.get("check")
         if check is not None:
@@ -129,6 +205,18 @@ def _build(cls, data: Any, where: str, source: str):
             if problem:
                 raise UserError(f"{source}: {prefix}{name}: {problem}")
     return obj
+
+
+def _non_finite(value):
+    """The first inf/nan float in a field value (plain floats, lists and dicts of them), else None. Nested
+    dataclasses are checked when they are built."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    if isinstance(value, (list, tuple)):
+        return next((b for b in map(_non_finite, value) if b is not None), None)
+    if isinstance(value, dict):
+        return _non_finite(list(value.values()))
+    return None
 
 
 def from_dict(cls: type[T], data: Any, source: str = "<config>") -> T:

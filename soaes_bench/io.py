@@ -1,9 +1,10 @@
-"""File helpers shared by every module: atomic writes (never half-written results), JSONL, hashing."""
+"""File helpers shared by every module: atomic writes (never half-written results), JSON without NaN, JSONL, hashing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -38,19 +39,69 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+# NaN and Infinity are not JSON (RFC 8259): Python writes and reads them by default, most other readers fail on
+# them, and a NaN metric compares unequal to itself. Writers refuse them, readers reject them, naming the field.
+def find_nonfinite(obj: Any, where: str = "") -> tuple[str, Any] | None:
+    """(field path like "tasks.t.metrics.acc.value" or "rows[2].ci[0]", value) of the first NaN/Infinity in obj."""
+    if isinstance(obj, float) and not math.isfinite(obj) or isinstance(obj, _Constant):
+        return where or "(top level)", obj
+    if isinstance(obj, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for sub, v in items:
+        found = find_nonfinite(v, sub)
+        if found:
+            return found
+    return None
+
+
+class _Constant(str):
+    """A NaN/Infinity token met while parsing, kept so the error can name its field."""
+
+
+def _dumps(obj: Any, source, **kw) -> str:
+    try:
+        return json.dumps(obj, ensure_ascii=False, sort_keys=False, allow_nan=False, **kw)
+    except ValueError:
+        found = find_nonfinite(obj)
+        if found is None:
+            raise
+        raise UserError(f"{source}: {found[0]}: {found[1]} is not a finite number; JSON has no NaN or Infinity "
+                        f"(write null)") from None
+
+
+def _loads(text: str, source) -> Any:
+    seen: list[str] = []
+
+    def constant(token: str) -> _Constant:
+        seen.append(token)
+        return _Constant(token)
+
+    obj = json.loads(text, parse_constant=constant)
+    if seen:
+        field, token = find_nonfinite(obj)
+        raise UserError(f"{source}: {field}: {token} is not valid JSON (NaN and Infinity are refused)")
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
+    """Atomic, UTF-8, indented; NaN/Infinity refused with the field named."""
+    return atomic_write_text(path, _dumps(obj, path, indent=2) + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
-    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n" for r in rows)
+    """One object per line, atomic; NaN/Infinity refused with the line and field named."""
+    text = "".join(_dumps(r, f"{path}:{i}") + "\n" for i, r in enumerate(rows, 1))
     return atomic_write_text(path, text)
 
 
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _loads(path.read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -78,7 +129,7 @@ def parse_jsonl(lines: Iterable[str], source) -> Iterator[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = _loads(line, f"{source}:{lineno}")
         except json.JSONDecodeError as e:
             raise UserError(f"{source}:{lineno}: invalid JSON: {e.msg}") from None
         if not isinstance(obj, dict):

@@ -1,52 +1,65 @@
-"""The one reader of measured records: results.json, gate reports and profile.json -> one tidy DataFrame.
+"""The one reader of records as tables: results.json, gate, profile, ablation, forgetting, summary and timings files
+-> one tidy DataFrame, and samples files -> per-item frames.
 
-Everything that judges or draws (compare, check, plot, report) goes through `load`, so a schema change is handled
-here once. Schemas are in docs/DESIGN.md; files are read defensively because several modules write them.
+Everything that judges or draws (compare, check, plot, report) goes through `load`. The files' layouts, validators
+and readers are in soaes_bench/records (one module per kind); this module only turns validated records into rows.
 
     from soaes_bench import results
     df = results.load(["reports/latest", "runs/soaes/cpt/gate.json"])   # one row per (file, task, metric, ...)
     s = results.load_samples("reports/latest/results.json", "soaes_domain_qa")   # id, metric columns, bleu_pair
     # circular multiple choice: one row per original item (circular_acc = min over its 4 rotations)
 
-Profile reports (schema "soaes-bench/profile", fields in soaes_bench/speculative/profile.py) are walked generically:
-any object holding a speculative-decoding measurement (alpha, tau, speedup, predicted_speedup, c, *_tokens_per_s,
-*_ms, ...) becomes rows, with the dimensions found on it or above it (gamma, context, category) as columns and a
-`<metric>_ci` pair as ci_lo/ci_hi; a list under a key naming positions (acceptance_by_position) becomes one row per
-position (1-based). The `summary` block becomes rows of level "summary".
+Rows per kind (column `kind`; `level` says what a row is):
+- eval: level "task" per task and metric (with its samples file), "group" per group aggregate.
+- gate: level "check" per check (value, op, threshold, passed, CI).
+- profile: level "profile" per setting metric (gamma, context, category; acceptance per draft `position`) and
+  per forward-cost measurement (context, gamma of the verification), level "summary" for the summary block; the
+  metric fields are listed in records/profile.py.
+- ablation: level "arm" per row and arm (`arm` single/progressive or undistilled/distilled) and level "diff"
+  (second arm - first, with its CI); `phase` is the ablation (sft, distill).
+- forgetting: level "arm" per task (`arm` base/new: accuracy over the shared items) and level "count" (forgotten,
+  learned, net, forgotten_rate, retention, p_mcnemar); `phase` is the phase folder.
+- summary: level "train" (steps, tokens, last_train_loss of the phase, `arm` null, and of its parts: SFT stage1,
+  stage2, ..., single_stage; the draft's distilled and baseline), level "arm" for phase-internal measurements (CPT
+  val_before/val_after as arms before/after; the draft's held-out metrics as arms distilled/baseline).
+- timings: level "timing", one row per wall-clock figure (metric train_s, eval_gate_s, base_eval_s; seconds).
+
+A folder is searched for results.json, gate.json and profile.json only (SEARCHED: what compare, plot and report
+draw); ablation, forgetting, summary and timings files give rows when named as files.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import pandas as pd
 
+from soaes_bench import records
 from soaes_bench.errors import UserError
-from soaes_bench.io import iter_jsonl, read_json
+from soaes_bench.records import ablation as ablation_record
+from soaes_bench.records import profile as profile_record
+from soaes_bench.records import samples as samples_record
+from soaes_bench.records.fields import is_number
 
-RESULTS_SCHEMA = "soaes-bench/results"
-GATE_SCHEMA = "soaes-bench/gate"
-PROFILE_SCHEMA = "soaes-bench/profile"
-SCHEMA_VERSIONS = {RESULTS_SCHEMA: 1, GATE_SCHEMA: 1, PROFILE_SCHEMA: 1}  # newest version this code reads
-KINDS = {RESULTS_SCHEMA: "eval", GATE_SCHEMA: "gate", PROFILE_SCHEMA: "profile"}
-FILE_NAMES = ("results.json", "gate.json", "profile.json")  # what a run directory is searched for
+SEARCHED = ("results.json", "gate.json", "profile.json")  # what a folder argument is searched for
 
 COLUMNS = [
     "kind", "model", "run", "suite", "group", "task", "metric", "value", "stderr", "n", "higher_is_better",
     "source", "weights_sha256", "tokenizer_sha256", "config_sha256", "version", "date", "seed", "device",
     # eval: "task" or "group" rows; samples file (absolute) when the task has one
     "level", "samples",
-    # gate checks
+    # gate checks (phase also for ablation, forgetting, summary and timings rows)
     "phase", "check", "op", "threshold", "passed", "ci_lo", "ci_hi",
     # profile dimensions
     "draft", "gamma", "context", "category", "position",
+    # ablation / forgetting / summary: which of the compared things a row measures
+    "arm",
 ]
 
 # Metrics whose smaller values are better when a file does not say (lm-eval's own higher_is_better wins).
 LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity", "loss", "latency_ms", "c", "c_isolated",
-                   "verify_cost", "looping"}
+                   "verify_cost", "looping", "forgotten", "forgotten_rate", "p_mcnemar"}
 # Metrics with no better direction (generation health's length_ratio: longer or shorter than the references is not
 # better in itself). metric_higher_is_better still answers True for them (a bool column); compare marks them and
 # check never counts their move as a regression (soaes_bench/metrics/health.py says why).
@@ -66,14 +79,8 @@ CORPUS_COUNTS = ("loglikelihood", "n_bytes", "n_words")
 RATIO_METRICS = {"bits_per_byte": "n_bytes", "byte_perplexity": "n_bytes", "word_perplexity": "n_words"}
 
 # Plain-text (no chat template) scores of a pipeline phase: stored in <phase>/eval_plain/ next to <phase>/eval/ and
-# read by gates, forgetting reports and plots as "<task>@plain" (training/pipeline.py says why).
+# read by gates, forgetting reports and plots as "<task>@plain" (pipeline.py says why).
 PLAIN, PLAIN_DIR = "@plain", "eval_plain"
-
-PROFILE_DIMS = {"gamma": "gamma", "context": "context", "context_len": "context", "context_length": "context",
-                "category": "category", "position": "position"}
-_PROFILE_KEYWORDS = ("alpha", "tau", "speedup", "accept", "tokens_per_s")
-_PROFILE_EXTRA = {"c", "c_isolated", "verify_cost", "lossless", "hf_lossless", "measured_over_predicted", "ours_over_hf"}
-_POSITION_KEYS = ("by_position", "acceptance_by_position", "per_position", "position_acceptance")
 
 
 def metric_higher_is_better(metric: str) -> bool:
@@ -82,80 +89,14 @@ def metric_higher_is_better(metric: str) -> bool:
     return not (m in LOWER_IS_BETTER or timed or "perplexity" in m or "latency" in m)
 
 
-# validation ---------------------------------------------------------------------------------------------------
-def _num(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def validate(obj, source: str | Path) -> str:
+    """Check a record of any kind (records.validate); returns its kind or raises UserError."""
+    return records.validate(obj, source)
 
 
-def _need(obj: dict, key: str, types, source, where: str = "", nullable: bool = False):
-    name = f"{where}.{key}" if where else key
-    if key not in obj:
-        raise UserError(f"{source}: {name}: required field is missing")
-    v = obj[key]
-    if v is None and nullable:
-        return v
-    if types is float:
-        ok = _num(v)
-    else:
-        ok = isinstance(v, types) and not (types is int and isinstance(v, bool))
-    if not ok:
-        raise UserError(f"{source}: {name}: expected {getattr(types, '__name__', types)}, got {v!r:.60}")
-    return v
-
-
-def validate(obj: Any, source: str | Path) -> str:
-    """Check the fields every reader relies on; return the kind ("eval", "gate", "profile") or raise UserError."""
-    if not isinstance(obj, dict):
-        raise UserError(f"{source}: expected a JSON object at top level, got {type(obj).__name__}")
-    schema = obj.get("schema")
-    if schema not in KINDS:
-        raise UserError(f"{source}: schema: expected one of {', '.join(KINDS)}, got {schema!r}")
-    version = _need(obj, "schema_version", int, source)
-    if version > SCHEMA_VERSIONS[schema]:
-        raise UserError(f"{source}: schema_version: {version} is newer than this soaes-bench reads "
-                        f"({SCHEMA_VERSIONS[schema]}); upgrade soaes-bench")
-    if schema == RESULTS_SCHEMA:
-        model = _need(obj, "model", dict, source)
-        _need(model, "name", str, source, "model")
-        tasks = _need(obj, "tasks", dict, source)
-        for name, t in tasks.items():
-            where = f"tasks.{name}"
-            if not isinstance(t, dict):
-                raise UserError(f"{source}: {where}: expected an object")
-            metrics = _need(t, "metrics", dict, source, where)
-            for m, mv in metrics.items():
-                if not isinstance(mv, dict):
-                    raise UserError(f"{source}: {where}.metrics.{m}: expected {{value, stderr}}, got {mv!r:.60}")
-                _need(mv, "value", float, source, f"{where}.metrics.{m}", nullable=True)
-                if mv.get("stderr") is not None and not _num(mv["stderr"]):
-                    raise UserError(f"{source}: {where}.metrics.{m}.stderr: expected a number or null")
-            hib = t.get("higher_is_better", {})
-            if not isinstance(hib, dict):
-                raise UserError(f"{source}: {where}.higher_is_better: expected an object")
-        if not isinstance(obj.get("groups", {}), dict):
-            raise UserError(f"{source}: groups: expected an object")
-    elif schema == GATE_SCHEMA:
-        _need(obj, "phase", str, source)
-        checks = _need(obj, "checks", list, source)
-        for i, c in enumerate(checks):
-            where = f"checks[{i}]"
-            if not isinstance(c, dict):
-                raise UserError(f"{source}: {where}: expected an object")
-            _need(c, "metric", str, source, where)
-            _need(c, "value", float, source, where, nullable=True)
-            _need(c, "threshold", float, source, where, nullable=True)
-            _need(c, "passed", bool, source, where)
-            ci = c.get("ci")
-            if ci is not None and not (isinstance(ci, list) and len(ci) == 2 and all(_num(x) for x in ci)):
-                raise UserError(f"{source}: {where}.ci: expected [low, high] or null, got {ci!r:.60}")
-    elif schema == PROFILE_SCHEMA:
-        for key, tp in (("settings", list), ("model", dict), ("draft", dict), ("summary", dict)):
-            if key in obj and obj[key] is not None and not isinstance(obj[key], tp):
-                raise UserError(f"{source}: {key}: expected {'a list' if tp is list else 'an object'}")
-        for i, row in enumerate(obj.get("settings") or []):
-            if not isinstance(row, dict):
-                raise UserError(f"{source}: settings[{i}]: expected an object")
-    return KINDS[schema]
+def read(path: str | Path) -> tuple[str, dict]:
+    """(kind, object) of one validated record file."""
+    return records.read(path)
 
 
 # file discovery -----------------------------------------------------------------------------------------------
@@ -165,14 +106,14 @@ def _rglob(root: Path, name: str) -> list[Path]:
 
 
 def find_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand directories into the results/gate/profile files they hold (recursively, sorted); keep files as given."""
+    """Expand folders into the SEARCHED files they hold (recursively, sorted); keep files as given."""
     out: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(f for name in FILE_NAMES for f in _rglob(p, name))
+            found = sorted(f for name in SEARCHED for f in _rglob(p, name))
             if not found:
-                raise UserError(f"{p}: no {', '.join(FILE_NAMES)} found in this directory")
+                raise UserError(f"{p}: no {', '.join(SEARCHED)} found in this directory")
             out.extend(found)
         elif p.is_file():
             out.append(p)
@@ -197,12 +138,6 @@ def find_results(path: str | Path) -> Path:
     return found[0]
 
 
-def read(path: str | Path) -> tuple[str, dict]:
-    """(kind, object) of one validated file."""
-    obj = read_json(path)
-    return validate(obj, path), obj
-
-
 # tidy rows -----------------------------------------------------------------------------------------------------
 def _results_rows(obj: dict, path: Path) -> list[dict]:
     model, env = obj.get("model") or {}, obj.get("env") or {}
@@ -223,10 +158,9 @@ def _results_rows(obj: dict, path: Path) -> list[dict]:
                          "config_sha256": t.get("config_sha256"), "version": t.get("version"), "samples": samples})
     for group, g in (obj.get("groups") or {}).items():
         for metric, mv in ((g or {}).get("metrics") or {}).items():
-            if isinstance(mv, dict):
-                rows.append({**base, "level": "group", "group": group, "task": group, "metric": metric,
-                             "value": mv.get("value"), "stderr": mv.get("stderr"), "n": g.get("n"),
-                             "higher_is_better": metric_higher_is_better(metric)})
+            rows.append({**base, "level": "group", "group": group, "task": group, "metric": metric,
+                         "value": mv.get("value"), "stderr": mv.get("stderr"), "n": g.get("n"),
+                         "higher_is_better": metric_higher_is_better(metric)})
     return rows
 
 
@@ -234,11 +168,12 @@ def _gate_rows(obj: dict, path: Path) -> list[dict]:
     model, linked = None, obj.get("results")
     if isinstance(linked, str):
         for cand in (Path(linked), path.parent / linked):
-            try:
-                model = (read_json(cand).get("model") or {}).get("name")
-                break
-            except (UserError, AttributeError):
-                continue
+            if cand.is_file():
+                try:
+                    model = (records.read(cand)[1].get("model") or {}).get("name")
+                    break
+                except UserError:  # phase_metrics.json: a gate judged phase-internal metrics, no model block
+                    continue
     rows = []
     for c in obj["checks"]:
         ci = c.get("ci") or [None, None]
@@ -252,91 +187,106 @@ def _gate_rows(obj: dict, path: Path) -> list[dict]:
     return rows
 
 
-def _is_profile_metric(key: str) -> bool:
-    k = key.lower()
-    return k in _PROFILE_EXTRA or not k.startswith(("n_", "num_")) and (
-        any(w in k for w in _PROFILE_KEYWORDS) or k.endswith("_ms"))
-
-
 def _model_name(x) -> str | None:
     if isinstance(x, dict):
         x = x.get("name") or x.get("path")
     return Path(x).name if isinstance(x, str) and x else None
 
 
-def _walk_profile(node, dims: dict, key: str, emit) -> None:
-    """Emit a row for every profile measurement below `node`, carrying the dimensions found on the way down."""
-    if isinstance(node, list):
-        if node and all(_num(x) or x is None for x in node) and any(k in key.lower() for k in _POSITION_KEYS):
-            metric = "acceptance" if key.lower() in _POSITION_KEYS else key.lower().replace("_by_position", "")
-            for i, x in enumerate(node, 1):
-                if x is not None:
-                    emit({**dims, "position": i}, metric, x)
-            return
-        for item in node:
-            _walk_profile(item, dims, key, emit)
-        return
-    if not isinstance(node, dict):
-        return
-    here = dict(dims)
-    for k, v in node.items():
-        if k in PROFILE_DIMS and isinstance(v, (str, int, float)) and not isinstance(v, bool):
-            here[PROFILE_DIMS[k]] = v
-    dim = {"by_category": "category", "categories": "category", "by_context": "context", "by_gamma": "gamma"}
-    if key.lower() in dim and node and all(isinstance(v, dict) for v in node.values()):
-        for k, v in node.items():
-            _walk_profile(v, {**here, dim[key.lower()]: _maybe_int(k)}, "", emit)
-        return
-    for k, v in node.items():
-        if k in PROFILE_DIMS or k.endswith(("_stderr", "_std", "_ci")):
-            continue
-        if _num(v) and _is_profile_metric(k):
-            se, ci = node.get(f"{k}_stderr", node.get(f"{k}_std")), node.get(f"{k}_ci")
-            emit(here, k, v, se if _num(se) else None, ci)
-        elif isinstance(v, dict) and _is_profile_metric(k) and _num(v.get("value", v.get("mean"))):
-            se = v.get("stderr", v.get("std"))
-            emit(here, k, v.get("value", v.get("mean")), se if _num(se) else None, v.get("ci"))
-        elif isinstance(v, (dict, list)):
-            _walk_profile(v, here, k, emit)
-
-
-def _maybe_int(k):
-    try:
-        return int(k)
-    except (TypeError, ValueError):
-        return k
-
-
-_PROFILE_META = ("schema", "schema_version", "seed", "date", "env", "config", "model", "target", "draft", "best",
-                 "summary", "outputs")
-
-
 def _profile_rows(obj: dict, path: Path) -> list[dict]:
-    """Rows of a profile.json (schema in soaes_bench/speculative/profile.py): level "profile" for every setting and
-    cost measurement, level "summary" for the `summary` block (gamma = its best_gamma)."""
-    env = obj.get("env") if isinstance(obj.get("env"), dict) else {}
-    target, draft = obj.get("model") or obj.get("target"), obj.get("draft")
+    """Rows of a profile.json: the metric fields named in records/profile.py, with their dimensions."""
+    env = obj.get("env") or {}
+    target, draft = obj.get("model") or {}, obj.get("draft")
     base = {"kind": "profile", "model": _model_name(target), "draft": _model_name(draft), "run": obj.get("run"),
-            "source": str(path), "level": "profile", "task": "speculative", "date": obj.get("date"),
-            "seed": obj.get("seed"), "device": env.get("device"),
-            "weights_sha256": target.get("weights_sha256") if isinstance(target, dict) else None,
-            "tokenizer_sha256": target.get("tokenizer_sha256") if isinstance(target, dict) else None}
+            "source": str(path), "task": "speculative", "date": obj.get("date"), "seed": obj.get("seed"),
+            "device": env.get("device"), "weights_sha256": target.get("weights_sha256"),
+            "tokenizer_sha256": target.get("tokenizer_sha256")}
     rows: list[dict] = []
 
-    def emit(dims, metric, value, stderr=None, ci=None, level="profile"):
-        ok = isinstance(ci, list) and len(ci) == 2 and all(_num(x) for x in ci)
-        rows.append({**base, **dims, "metric": metric, "value": float(value), "stderr": stderr, "level": level,
-                     "ci_lo": ci[0] if ok else None, "ci_hi": ci[1] if ok else None,
-                     "higher_is_better": metric_higher_is_better(metric)})
+    def emit(block: dict, names, dims: dict, level: str = "profile") -> None:
+        for metric in names:
+            value = block.get(metric)
+            if not is_number(value):
+                continue
+            ci = block.get(f"{metric}_ci")
+            ok = isinstance(ci, list) and len(ci) == 2 and all(is_number(x) for x in ci)
+            rows.append({**base, **dims, "metric": metric, "value": float(value), "level": level,
+                         "ci_lo": ci[0] if ok else None, "ci_hi": ci[1] if ok else None,
+                         "higher_is_better": metric_higher_is_better(metric)})
 
-    _walk_profile({k: v for k, v in obj.items() if k not in _PROFILE_META}, {}, "", emit)
-    summary = obj.get("summary")
-    if isinstance(summary, dict):
-        dims = {"gamma": summary.get("best_gamma"), "category": summary.get("category")}
-        dims = {k: v for k, v in dims.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
-        _walk_profile({k: v for k, v in summary.items() if k not in ("best_gamma", "category")}, dims, "",
-                      lambda d, m, v, se=None, ci=None: emit(d, m, v, se, ci, level="summary"))
+    for c in obj.get("costs") or []:
+        emit(c, profile_record.COST_METRICS, {"context": c.get("context")})
+        for v in c.get("verify") or []:
+            emit(v, profile_record.VERIFY_METRICS, {"context": c.get("context"), "gamma": v.get("gamma")})
+    for s in obj.get("settings") or []:
+        dims = {k: s.get(k) for k in ("category", "context", "gamma")}
+        emit(s, profile_record.SETTING_METRICS, dims)
+        for key, metric in profile_record.POSITION_METRICS.items():
+            for i, x in enumerate(s.get(key) or [], 1):
+                emit({metric: x}, [metric], {**dims, "position": i})
+    summary = obj.get("summary") or {}
+    dims = {"gamma": summary.get("best_gamma"), "category": summary.get("category")}
+    emit(summary, profile_record.SUMMARY_METRICS, {k: v for k, v in dims.items() if v is not None}, "summary")
     return rows
+
+
+def _ablation_rows(obj: dict, path: Path) -> list[dict]:
+    name = obj["ablation"]
+    first, second = ablation_record.ARMS[name]
+    base = {"kind": "ablation", "phase": name, "run": path.parent.parent.name or None, "source": str(path)}
+    rows = []
+    for r in obj["rows"]:
+        hib = r["higher_is_better"] if isinstance(r.get("higher_is_better"), bool) else metric_higher_is_better(r["metric"])
+        one = {**base, "task": r.get("task"), "metric": r["metric"], "higher_is_better": hib, "n": r.get("n_shared")}
+        rows += [{**one, "level": "arm", "arm": arm, "model": arm, "value": r[arm]} for arm in (first, second)]
+        rows.append({**one, "level": "diff", "arm": f"{second} - {first}", "value": r["diff"],
+                     "ci_lo": r.get("ci_low"), "ci_hi": r.get("ci_high")})
+    return rows
+
+
+def _forgetting_rows(obj: dict, path: Path) -> list[dict]:
+    base = {"kind": "forgetting", "phase": path.parent.name or None, "run": path.parent.parent.name or None,
+            "source": str(path)}
+    rows = []
+    for r in obj["rows"]:
+        one = {**base, "group": r.get("suite"), "task": r["task"], "n": r["n_shared"]}
+        rows += [{**one, "level": "arm", "arm": arm, "metric": r["metric"], "value": r[f"{arm}_acc"],
+                  "higher_is_better": True} for arm in ("base", "new")]
+        rows += [{**one, "level": "count", "metric": m, "value": r.get(m), "higher_is_better": metric_higher_is_better(m)}
+                 for m in ("forgotten", "learned", "net", "forgotten_rate", "retention", "p_mcnemar")
+                 if is_number(r.get(m))]
+    return rows
+
+
+def _summary_rows(obj: dict, path: Path) -> list[dict]:
+    base = {"kind": "summary", "phase": obj.get("phase") or path.parent.name, "run": path.parent.parent.name or None,
+            "source": str(path)}
+    rows = [{**base, "level": "train", "arm": arm, "metric": m, "value": part[m],
+             "higher_is_better": metric_higher_is_better(m)}
+            for arm, _, part in records.summary.training_parts(obj) for m in records.summary.TRAINING
+            if is_number(part.get(m))]
+    for key, arm in (("val_before", "before"), ("val_after", "after")):
+        rows += [{**base, "level": "arm", "arm": arm, "metric": m, "value": v, "higher_is_better": False}
+                 for m, v in (obj.get(key) or {}).items() if is_number(v)]
+    for arm in records.summary.ARMS:
+        tasks = ((obj.get(arm) or {}).get("results") or {}).get("tasks") or {}
+        for task, t in tasks.items():
+            hib = t.get("higher_is_better") or {}
+            rows += [{**base, "level": "arm", "arm": arm, "model": arm, "task": task, "metric": m,
+                      "value": mv.get("value"), "stderr": mv.get("stderr"), "n": t.get("n"),
+                      "higher_is_better": hib[m] if isinstance(hib.get(m), bool) else metric_higher_is_better(m)}
+                     for m, mv in (t.get("metrics") or {}).items()]
+    return rows
+
+
+def _timings_rows(obj: dict, path: Path) -> list[dict]:
+    return [{"kind": "timings", "level": "timing", "run": path.parent.name or None, "source": str(path),
+             "phase": phase, "metric": what, "value": s, "higher_is_better": False}
+            for phase, what, s in records.timings.seconds(obj)]
+
+
+ROWS = {"eval": _results_rows, "gate": _gate_rows, "profile": _profile_rows, "ablation": _ablation_rows,
+        "forgetting": _forgetting_rows, "summary": _summary_rows, "timings": _timings_rows}
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -347,29 +297,24 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """Tidy DataFrame (COLUMNS) of every results/gate/profile file in `paths` (files or directories)."""
+    """Tidy DataFrame (COLUMNS) of every record in `paths` (files of any kind; folders: their SEARCHED files)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     rows: list[dict] = []
     for path in find_files(paths):
-        kind, obj = read(path)
-        rows += {"eval": _results_rows, "gate": _gate_rows, "profile": _profile_rows}[kind](obj, path)
+        kind, obj = records.read(path)
+        rows += ROWS[kind](obj, path)
     return _frame(rows)
 
 
+# samples -------------------------------------------------------------------------------------------------------
 def samples_path(results_path: str | Path, task: str) -> Path | None:
-    """Where a task's samples live (field `samples`, else samples/<task>.jsonl next to results.json), or None."""
-    results_path = Path(results_path)
-    obj = read_json(results_path)
-    t = (obj.get("tasks") or {}).get(task) if isinstance(obj, dict) else None
-    if t is None:
+    """Where a task's samples live (field `samples`, else samples/<task>.jsonl next to results.json), or None.
+    The results file is validated, and the samples file must lie inside its folder."""
+    obj = records.results.read(results_path)
+    if task not in obj["tasks"]:
         raise UserError(f"{results_path}: tasks.{task}: no such task")
-    rel = t.get("samples") if isinstance(t, dict) else None
-    for cand in ([results_path.parent / rel] if isinstance(rel, str) else []) + [
-            results_path.parent / "samples" / f"{task}.jsonl"]:
-        if cand.is_file():
-            return cand
-    return None
+    return samples_record.path_of(results_path, task, obj["tasks"][task])
 
 
 def load_samples(results_path: str | Path, task: str) -> pd.DataFrame:
@@ -383,24 +328,10 @@ def load_samples(results_path: str | Path, task: str) -> pd.DataFrame:
     path = samples_path(results_path, task)
     if path is None:
         return pd.DataFrame(columns=["id"])
-    rows, seen = [], set()
-    for lineno, obj in iter_jsonl(path):
-        if "id" not in obj:
-            raise UserError(f"{path}:{lineno}: id: required field is missing")
-        key = str(obj["id"])
-        if key in seen:
-            raise UserError(f"{path}:{lineno}: id: duplicate id {key!r}; items are matched across runs by id")
-        seen.add(key)
-        row = {"id": key, "doc_id": obj.get("doc_id")}
-        metrics = obj.get("metrics") or {}
-        if not isinstance(metrics, dict):
-            raise UserError(f"{path}:{lineno}: metrics: expected an object")
-        for m, v in metrics.items():
-            row[m] = v
-        pair = obj.get("bleu_pair")
-        if pair is not None and not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-            raise UserError(f"{path}:{lineno}: bleu_pair: expected [prediction, reference] strings")
-        row["bleu_pair"] = pair
+    rows = []
+    for obj in samples_record.read(path):
+        row = {"id": str(obj["id"]), "doc_id": obj.get("doc_id"), **(obj.get("metrics") or {}),
+               "bleu_pair": obj.get("bleu_pair")}
         for key in CORPUS_COUNTS:  # bits-per-byte rows: corpus value = -sum ll / sum bytes / ln 2
             if is_number(obj.get(key)):
                 row[key] = float(obj[key])
@@ -432,7 +363,3 @@ def collapse_rotations(rows: list[dict]) -> list[dict]:
         out.append(row)
     return out
 
-
-def is_number(x) -> bool:
-    """True for a finite int/float (not bool, not NaN)."""
-    return _num(x) and math.isfinite(x)

@@ -1,4 +1,4 @@
-"""Forgetting, SFT-ablation and distillation-ablation reports (training/ablations.py) on tiny runs with hand-known
+"""Forgetting, SFT-ablation and distillation-ablation reports (reporting/ablations.py) on tiny runs with hand-known
 outcomes, plus their wiring into the pipeline after each phase."""
 
 import json
@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from fixtures.reporting_runs import PAIRS, make_results
 
+from soaes_bench import cli
 from soaes_bench.errors import UserError
 from soaes_bench.evaluation import writer
 from soaes_bench.io import write_json
-from soaes_bench.training import ablations as A
+from soaes_bench.records import results as results_record
+from soaes_bench.reporting import ablations
 
 MC = "soaes_general_mc"
 
@@ -29,7 +31,7 @@ def _ids(nums, task=MC):
 def test_forgetting_counts_ids_and_mcnemar_by_hand(tmp_path):
     base = _mc(tmp_path / "base", "base", right=range(1, 7))  # items 1-6 right
     new = _mc(tmp_path / "cpt", "cpt", right=range(4, 11))  # items 4-10 right
-    rep = A.forgetting(base, new, tasks=(MC,))
+    rep = ablations.forgetting(base, new, tasks=(MC,))
     (row,) = rep["rows"]
     assert row["forgotten_ids"] == _ids([1, 2, 3]) and row["learned_ids"] == _ids([7, 8, 9, 10])
     assert (row["forgotten"], row["learned"], row["both_right"], row["both_wrong"]) == (3, 4, 3, 0)
@@ -47,27 +49,27 @@ def test_forgetting_significant_loss_and_suites_reported_apart(tmp_path):
     new = make_results(tmp_path / "n", "new", {MC: {"acc": [1.0, 1.0] + [0.0] * 8},
                                                 "soaes_domain_mc": {"acc": [1.0, 0.0, 0.0, 0.0]},
                                                 "soaes_domain_qa": {"rouge1": [3.0, 2.0]}})
-    rep = A.forgetting(base, new)  # every acc task of both runs; the ROUGE-only task is not one
+    rep = ablations.forgetting(base, new)  # every acc task of both runs; the ROUGE-only task is not one
     by_task = {r["task"]: r for r in rep["rows"]}
     assert set(by_task) == {MC, "soaes_domain_mc"}
     assert by_task[MC]["forgotten"] == 8 and by_task[MC]["p_mcnemar"] == pytest.approx(2 / 2**8)  # 2 * 0.5^8
     assert by_task["soaes_domain_mc"]["suite"] == "domain" and by_task["soaes_domain_mc"]["learned_ids"] == [
         "soaes_domain_mc-0"]
     assert by_task["soaes_domain_mc"]["retention"] is None  # nothing right before: no ratio
-    md = A.forgetting_markdown(rep)
+    md = ablations.forgetting_markdown(rep)
     assert md.index("## general") < md.index("## domain") and "first 8 of 8 forgotten" in md
 
 
 def test_forgetting_only_pairs_shared_ids_and_refuses_missing_samples(tmp_path):
     base = _mc(tmp_path / "b", "base", right={1, 2, 3}, n=4)
     new = _mc(tmp_path / "n", "new", right={1}, n=3)  # item 4 not answered by the new run
-    (row,) = A.forgetting(base, new)["rows"]
+    (row,) = ablations.forgetting(base, new)["rows"]
     assert row["n_shared"] == 3 and row["forgotten_ids"] == _ids([2, 3])
     nosamples = make_results(tmp_path / "x", "x", {MC: {"acc": [1.0]}}, write_samples=False)
     with pytest.raises(UserError, match="no per-item 'acc'"):
-        A.forgetting(base, nosamples, tasks=(MC,))
+        ablations.forgetting(base, nosamples, tasks=(MC,))
     with pytest.raises(UserError, match="missing"):
-        A.forgetting(base, new, tasks=("soaes_domain_mc",))
+        ablations.forgetting(base, new, tasks=("soaes_domain_mc",))
 
 
 def _writer_run(out, model, items):
@@ -79,9 +81,8 @@ def _writer_run(out, model, items):
             "output_type": "multiple_choice", "higher_is_better": {"acc": True, "acc_norm": True},
             "metrics": {"acc": {"value": acc, "stderr": None}, "acc_norm": {"value": acc, "stderr": None}},
             "samples": f"samples/{MC}.jsonl"}
-    res = {"schema": writer.SCHEMA, "schema_version": writer.SCHEMA_VERSION, "kind": "eval", "run": "r",
-           "suite": "general", "date": "2026-01-01T00:00:00Z", "seed": 1, "limit": None, "model": {"name": model},
-           "env": {}, "tasks": {MC: task}, "groups": {}, "sample_rows": {MC: rows}}
+    res = {**results_record.new(model={"name": model}, env={}, tasks={MC: task}, groups={}, suite="general",
+                                seed=1, run="r", date="2026-01-01T00:00:00Z"), "sample_rows": {MC: rows}}
     writer.write_run(res, out)
     return out / "results.json"
 
@@ -90,9 +91,9 @@ def test_forgetting_markdown_lists_forgotten_questions(tmp_path):
     items = [(f"q{k}", f"第{k}题：国有资产\n监督管理", True) for k in range(12)]
     base = _writer_run(tmp_path / "b", "base", items)
     new = _writer_run(tmp_path / "n", "new", [(i, q, k >= 11) for k, (i, q, _) in enumerate(items)])
-    rep = A.forgetting(base, new, metric="acc_norm")
+    rep = ablations.forgetting(base, new, metric="acc_norm")
     assert rep["rows"][0]["forgotten"] == 11
-    md = A.forgetting_markdown(rep)
+    md = ablations.forgetting_markdown(rep)
     assert "first 10 of 11 forgotten" in md and "| q0 | 第0题：国有资产 监督管理 | A | A | C |" in md
     assert "| q10 |" not in md  # only the first 10 are listed
 
@@ -102,7 +103,7 @@ def test_write_forgetting_adds_plain_text_rows(tmp_path):
     for phase, chat_right, plain_right in (("base", 6, 2), ("cpt", 3, 5)):
         _writer_run(tmp_path / phase / "eval", phase, [(i, q, k < chat_right) for k, (i, q, _) in enumerate(items)])
         _writer_run(tmp_path / phase / "eval_plain", phase, [(i, q, k < plain_right) for k, (i, q, _) in enumerate(items)])
-    rep = json.loads(A.write_forgetting(tmp_path, "cpt").read_text())
+    rep = json.loads(ablations.write_forgetting(tmp_path, "cpt").read_text())
     rows = {r["task"]: r for r in rep["rows"]}
     assert set(rows) == {MC, MC + "@plain"}
     assert (rows[MC]["forgotten"], rows[MC]["learned"]) == (3, 0)
@@ -110,7 +111,7 @@ def test_write_forgetting_adds_plain_text_rows(tmp_path):
     # plain rows that forget items list them from the plain-text samples
     _writer_run(tmp_path / "sft" / "eval", "sft", items)
     _writer_run(tmp_path / "sft" / "eval_plain", "sft", [(i, q, False) for i, q, _ in items])
-    md = A.write_forgetting(tmp_path, "sft").with_suffix(".md").read_text()
+    md = ablations.write_forgetting(tmp_path, "sft").with_suffix(".md").read_text()
     assert f"### {MC}@plain: first 2 of 2 forgotten items" in md and "| q1 | 第1题 |" in md
 
 
@@ -119,9 +120,9 @@ def test_item_questions_fall_back_to_the_shipped_task_data():
     from soaes_bench.paths import tasks_dir
 
     _, first = next(iter_jsonl(tasks_dir() / "soaes_general" / "data" / "general_mc.jsonl"))
-    found = A.item_questions([first["id"], "no-such-id"], rows={})
+    found = ablations.item_questions([first["id"], "no-such-id"], rows={})
     assert found == {first["id"]: first["question"]}
-    assert A.item_questions(["x"], rows={"x": {"doc": {"question": "问"}}}, data_dirs=[]) == {"x": "问"}
+    assert ablations.item_questions(["x"], rows={"x": {"doc": {"question": "问"}}}, data_dirs=[]) == {"x": "问"}
 
 
 # ---------------------------------------------------------------- SFT ablation
@@ -142,7 +143,7 @@ def test_sft_ablation_values_diff_ratio_and_paired_ci_by_hand(tmp_path):
     from sacrebleu.metrics import BLEU
 
     single, prog, (rs, rp), (sp, pp) = _gen_runs(tmp_path)
-    rep = A.sft_ablation(single, prog, resamples=500, seed=3)
+    rep = ablations.sft_ablation(single, prog, resamples=500, seed=3)
     rows = {(r["task"], r["metric"]): r for r in rep["rows"]}
     assert set(rows) == {("soaes_domain_qa", "rouge1"), ("soaes_domain_qa", "bleu4"), ("soaes_general_gen", "rouge1")}
     r = rows["soaes_domain_qa", "rouge1"]
@@ -162,14 +163,14 @@ def test_sft_ablation_values_diff_ratio_and_paired_ci_by_hand(tmp_path):
     assert b["ci_low"] <= b["diff"] <= b["ci_high"] and b["ci_method"] == "paired-bootstrap"
     g = rows["soaes_general_gen", "rouge1"]
     assert g["progressive"] == pytest.approx(36.0) and g["diff"] == pytest.approx(6.0)
-    md = A.sft_markdown(rep)
+    md = ablations.sft_markdown(rep)
     assert "| soaes_domain_qa | rouge1 | 30.00 | 36.00 | 6.00 [" in md and "1.200 [" in md
 
 
 def test_sft_ablation_refuses_runs_with_different_task_configs(tmp_path):
     single, prog, *_ = _gen_runs(tmp_path, config_b="other")
     with pytest.raises(UserError, match="config_sha256 differs"):
-        A.sft_ablation(single, prog, resamples=50)
+        ablations.sft_ablation(single, prog, resamples=50)
 
 
 # ---------------------------------------------------------------- distillation ablation
@@ -189,7 +190,7 @@ def _distill_dir(run):
 
 def test_distill_ablation_ratios_by_hand(tmp_path):
     _distill_dir(tmp_path)
-    rows = {r["metric"]: r for r in A.distill_ablation(tmp_path)["rows"]}
+    rows = {r["metric"]: r for r in ablations.distill_ablation(tmp_path)["rows"]}
     t = rows["top1_agreement"]
     assert t["ratio"] == pytest.approx(1.25) and t["diff"] == pytest.approx(0.1) and t["better"] == "distilled"
     half = 1.959964 * math.sqrt(0.02**2 + 0.02**2)
@@ -199,7 +200,7 @@ def test_distill_ablation_ratios_by_hand(tmp_path):
     assert rows["ce"]["ci_low"] is None
     write_json(tmp_path / "distill" / "summary.json", {"distilled": {"results": _heldout(0.5, 0.02, 1.5, 3.3)}})
     with pytest.raises(UserError, match="undistilled baseline"):
-        A.distill_ablation(tmp_path)
+        ablations.distill_ablation(tmp_path)
 
 
 # ---------------------------------------------------------------- writers, report, pipeline wiring
@@ -220,13 +221,13 @@ def _full_run(run, scratch):
     _distill_dir(run)
 
 
-def test_write_ablations_main_and_report(tmp_path, capsys):
+def test_ablations_command_and_report(tmp_path, capsys):
     from soaes_bench import results
     from soaes_bench.reporting.report import report
 
     run = tmp_path / "run"
     _full_run(run, tmp_path / "gen")
-    assert A.main([str(run), "--resamples", "100"]) == 0
+    assert cli.main(["ablations", str(run), "--resamples", "100"]) == 0
     printed = capsys.readouterr().out
     for name in ("cpt/forgetting", "sft/forgetting", "sft/ablation", "distill/ablation"):
         assert (run / f"{name}.json").is_file() and (run / f"{name}.md").is_file(), name
@@ -238,26 +239,27 @@ def test_write_ablations_main_and_report(tmp_path, capsys):
     assert "## Ablations" in text and "From `sft/ablation.json`." in text and "From `distill/ablation.json`." in text
     assert "| soaes_domain_qa | rouge1 | 30.00 | 36.00 | 6.000 | 1.200 |" in text
     assert "| top1_agreement | True | 0.400 | 0.500 |" in text
-    assert A.main([str(tmp_path / "missing")]) == 2
+    assert cli.main(["ablations", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip() == f"soaes-bench ablations: error: {tmp_path / 'missing'}: not a directory"
 
 
 def test_phase_reports_skip_missing_inputs_and_never_raise(tmp_path):
-    out = A.phase_reports(tmp_path, "sft")
+    out = ablations.phase_reports(tmp_path, "sft")
     assert all(str(v).startswith("skipped (no ") for v in out.values()) and len(out) == 2
     (tmp_path / "base" / "eval").mkdir(parents=True)
     (tmp_path / "base" / "eval" / "results.json").write_text("{broken")
     _mc(tmp_path / "cpt" / "eval", "cpt", right={1})
-    msg = A.phase_reports(tmp_path, "cpt")["cpt/forgetting.json"]
+    msg = ablations.phase_reports(tmp_path, "cpt")["cpt/forgetting.json"]
     assert msg.startswith("warning: not written (UserError: ") and "invalid JSON" in msg
-    assert A.phase_reports(tmp_path, "base") == {}
+    assert ablations.phase_reports(tmp_path, "base") == {}
 
 
 def test_pipeline_writes_reports_after_the_gate_without_changing_done_json(tmp_path, capsys):
     """_finish_phase with cached evaluations (no model is loaded): the forgetting report follows the gate, and a
     report that cannot be built is one warning line while gate.json and done.json are as without reports."""
     from soaes_bench.training.cpt import CPTConfig
-    from soaes_bench.training.gates import Check
-    from soaes_bench.training.pipeline import EvalSpec, PipelineRecipe, _finish_phase
+    from soaes_bench.training.gate_spec import Check
+    from soaes_bench.pipeline import EvalSpec, PipelineRecipe, _finish_phase
 
     run = tmp_path / "run"
     base = _mc(run / "base" / "eval", "base", right=range(1, 7))
@@ -286,7 +288,7 @@ def test_pipeline_writes_reports_after_the_gate_without_changing_done_json(tmp_p
 def test_forgetting_reads_each_task_in_its_own_accuracy_form(tmp_path):
     from fixtures.reporting_runs import make_results
 
-    from soaes_bench.training.ablations import forgetting
+    from soaes_bench.reporting.ablations import forgetting
 
     make_results(tmp_path / "a", "a", {"t_letter": {"acc": [1, 1, 0, 0]}, "t_cloze": {"cloze_acc": [1, 0, 0, 0]}})
     make_results(tmp_path / "b", "b", {"t_letter": {"acc": [1, 0, 0, 0]}, "t_cloze": {"cloze_acc": [1, 1, 1, 0]}})

@@ -1,5 +1,6 @@
 """check(): exit 0 when nothing regressed, 1 on a significant drop beyond tolerance, 2 on bad input."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,60 @@ def test_missing_or_incomparable_input_exits_2(tmp_path, capsys):
     other = make_results(tmp_path / "other", "m", {"soaes_general_mc": {"acc": ACC}}, config="new")
     assert _cli(base, other) == 2
     assert "config_sha256" in capsys.readouterr().err
+
+
+def test_a_gate_or_profile_is_not_a_baseline(tmp_path, capsys):
+    from fixtures.reporting_runs import make_gate, make_profile
+
+    base = _run(tmp_path / "base")
+    profile = make_profile(tmp_path / "profile" / "profile.json")
+    assert _cli(profile, base) == 2  # used to compare nothing and exit 0
+    err = capsys.readouterr().err
+    assert "--baseline is a profile file" in err and len(err.strip().splitlines()) == 1
+    gate = make_gate(tmp_path / "cpt" / "gate.json")
+    assert _cli(base, gate) == 2
+    assert "--results is a gate file" in capsys.readouterr().err
+
+
+def test_runs_without_a_shared_task_are_bad_input(tmp_path, capsys):
+    a = _run(tmp_path / "a", tasks={"soaes_general_mc"})
+    b = _run(tmp_path / "b", tasks={"soaes_domain_qa"})
+    assert _cli(a, b) == 2
+    err = capsys.readouterr().err
+    assert "no task in common" in err and "soaes_domain_qa" in err and "soaes_general_mc" in err
+
+
+def _rewrite_samples(run_dir, task, fn):
+    path = run_dir / "samples" / f"{task}.jsonl"
+    rows = fn([json.loads(x) for x in path.read_text().splitlines()])
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_results_must_agree_with_their_samples(tmp_path, capsys):
+    base = _run(tmp_path / "base")
+    edited = _run(tmp_path / "edited")
+
+    def flip(rows):  # one item's answer edited after the run: the mean no longer matches results.json
+        rows[3]["metrics"]["acc"] = 1.0 - rows[3]["metrics"]["acc"]
+        return rows
+
+    _rewrite_samples(tmp_path / "edited", "soaes_general_mc", flip)
+    assert _cli(base, edited) == 2
+    err = capsys.readouterr().err
+    assert "tasks.soaes_general_mc.metrics.acc" in err and "samples give" in err
+    assert len(err.strip().splitlines()) == 1
+    # the baseline is verified too, and bits per byte is recomputed from (loglikelihood, bytes)
+    _rewrite_samples(tmp_path / "base", "soaes_domain_text",
+                     lambda rows: [dict(r, loglikelihood=r["loglikelihood"] - 1) if i == 0 else r
+                                   for i, r in enumerate(rows)])
+    assert _cli(base, base) == 2
+    assert "tasks.soaes_domain_text.metrics.bits_per_byte" in capsys.readouterr().err
+
+
+def test_truncated_samples_are_refused(tmp_path, capsys):
+    base = _run(tmp_path / "base")
+    # dropping balanced items keeps the mean: only the count shows the samples are not the run's
+    short = _run(tmp_path / "short", acc=[1.0, 0.0] * 100)
+    _rewrite_samples(tmp_path / "short", "soaes_general_mc", lambda rows: rows[:100])
+    assert _cli(base, short) == 2
+    assert "tasks.soaes_general_mc: n is 200 but its samples hold 100 rows" in capsys.readouterr().err

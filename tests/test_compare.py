@@ -147,3 +147,15 @@ def test_versions_1_and_1_0_are_the_same_version(tmp_path):
     check_comparable(frame(1), frame(1.0), tmp_path / "a", tmp_path / "b")  # no error
     with pytest.raises(UserError, match="task version differs"):
         check_comparable(frame(1), frame(2.0), tmp_path / "a", tmp_path / "b")
+
+
+def test_compares_eval_results_only_and_needs_a_shared_task(tmp_path):
+    from fixtures.reporting_runs import make_gate
+
+    a, b = _runs(tmp_path)
+    gate = make_gate(tmp_path / "cpt" / "gate.json")
+    with pytest.raises(UserError, match="run is a gate file, not eval results"):
+        compare([a, gate], resamples=10)
+    other = make_results(tmp_path / "c", "other", {"soaes_domain_text": {"bits_per_byte": [[-2.0, 1]]}})
+    with pytest.raises(UserError, match="no task in common"):
+        compare([a, b, other], resamples=10)

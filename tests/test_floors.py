@@ -1,5 +1,5 @@
-"""Content-free floors (soaes_bench.metrics.floors): pure helpers, toy lm-eval tasks checked by hand, the shipped
-suites, the CLI, and the floor columns of results.md and `compare`."""
+"""Content-free floors: pure helpers (soaes_bench.metrics.floors), toy lm-eval tasks checked by hand
+(soaes_bench.evaluation.task_floors), the shipped suites, the CLI, and the floor columns of results.md and `compare`."""
 
 import json
 import math
@@ -10,49 +10,49 @@ import pytest
 from fixtures.reporting_runs import make_results
 
 from soaes_bench import cli
-from soaes_bench.evaluation import writer
+from soaes_bench.evaluation import task_floors, writer
 from soaes_bench.io import read_json, read_jsonl, write_json, write_jsonl
-from soaes_bench.metrics import floors as F
+from soaes_bench.metrics import floors
 from soaes_bench.paths import tasks_dir
 
 
 # --- pure helpers ------------------------------------------------------------------------------------------------
 def test_constant_position_and_uniform_chance_by_hand():
     golds = [0, 0, 1, 3, 0]
-    assert [F.constant_position_accuracy(golds, k) for k in range(4)] == [0.6, 0.2, 0.0, 0.2]
-    assert F.uniform_chance_accuracy(golds, 4) == 0.25
-    assert F.uniform_chance_accuracy([0, 2], [2, 4]) == pytest.approx((1 / 2 + 1 / 4) / 2)
-    assert F.uniform_chance_accuracy([5], [4]) == 0.0  # gold out of range: never right
+    assert [floors.constant_position_accuracy(golds, k) for k in range(4)] == [0.6, 0.2, 0.0, 0.2]
+    assert floors.uniform_chance_accuracy(golds, 4) == 0.25
+    assert floors.uniform_chance_accuracy([0, 2], [2, 4]) == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert floors.uniform_chance_accuracy([5], [4]) == 0.0  # gold out of range: never right
     with pytest.raises(ValueError):
-        F.constant_position_accuracy([], 0)
+        floors.constant_position_accuracy([], 0)
 
 
 def test_most_common_answer_breaks_ties_by_first_occurrence():
-    assert F.most_common_answer(["b", "a", "a", "b", "c"]) == ("b", 2)
-    assert F.most_common_answer(["x", "y", "y"]) == ("y", 2)
-    assert F.most_common_answer(["z", "y"]) == ("z", 1)
+    assert floors.most_common_answer(["b", "a", "a", "b", "c"]) == ("b", 2)
+    assert floors.most_common_answer(["x", "y", "y"]) == ("y", 2)
+    assert floors.most_common_answer(["z", "y"]) == ("z", 1)
     with pytest.raises(ValueError):
-        F.most_common_answer([])
+        floors.most_common_answer([])
 
 
 def test_byte_models_by_hand():
-    assert F.uniform_byte_loglikelihood("ab中") == pytest.approx(-5 * math.log(256))
+    assert floors.uniform_byte_loglikelihood("ab中") == pytest.approx(-5 * math.log(256))
     texts = ["ab", "中文"]
-    assert F.bits_per_byte([F.uniform_byte_loglikelihood(t) for t in texts], texts) == pytest.approx(8)
+    assert floors.bits_per_byte([floors.uniform_byte_loglikelihood(t) for t in texts], texts) == pytest.approx(8)
     # a:3 b:2 中:1 of 6 characters, 8 bytes
-    lls = F.unigram_char_loglikelihoods(["aab", "ab", "中"])
+    lls = floors.unigram_char_loglikelihoods(["aab", "ab", "中"])
     assert lls == pytest.approx([2 * math.log(3 / 6) + math.log(2 / 6), math.log(3 / 6) + math.log(2 / 6),
                                  math.log(1 / 6)])
-    assert F.bits_per_byte(lls, ["aab", "ab", "中"]) == pytest.approx(
+    assert floors.bits_per_byte(lls, ["aab", "ab", "中"]) == pytest.approx(
         (3 * math.log(2) + 2 * math.log(3) + math.log(6)) / 8 / math.log(2))
 
 
 def test_position_names_and_best_of():
-    assert [F.position_name(k) for k in (0, 3, 25, 26)] == ["always A", "always D", "always Z", "always #27"]
+    assert [floors.position_name(k) for k in (0, 3, 25, 26)] == ["always A", "always D", "always Z", "always #27"]
     vals = {"a": 0.2, "b": 0.3, "c": 0.3, "d": None}
-    assert F.best_of(vals, True) == ("b", 0.3)  # first of a tie
-    assert F.best_of(vals, False) == ("a", 0.2)
-    assert F.best_of(vals, None) is None and F.best_of({"x": None}, True) is None
+    assert floors.best_of(vals, True) == ("b", 0.3)  # first of a tie
+    assert floors.best_of(vals, False) == ("a", 0.2)
+    assert floors.best_of(vals, None) is None and floors.best_of({"x": None}, True) is None
 
 
 # --- toy lm-eval tasks -------------------------------------------------------------------------------------------
@@ -197,125 +197,125 @@ def toy(tmp_path_factory):
 
 
 def test_letter_mc_floors_by_hand(toy):
-    f = F.task_floors("toy_mc", toy)
+    f = task_floors.task_floors("toy_mc", toy)
     assert f["output_type"] == "multiple_choice" and f["n"] == 5 and f["no_floor"] is None
     acc = f["floors"]["acc"]
     golds = [r["answer"] for r in MC_ROWS]
-    assert [acc[F.position_name(k)] for k in range(4)] == [0.6, 0.2, 0.0, 0.2]
-    assert [F.constant_position_accuracy(golds, k) for k in range(4)] == [0.6, 0.2, 0.0, 0.2]
+    assert [acc[floors.position_name(k)] for k in range(4)] == [0.6, 0.2, 0.0, 0.2]
+    assert [floors.constant_position_accuracy(golds, k) for k in range(4)] == [0.6, 0.2, 0.0, 0.2]
     assert acc["uniform chance"] == pytest.approx(0.25)
     # letters are all one character, so the heuristics read the doc's `choices` texts:
     # longest = 长长长(A) 三三三(C) bbbb(B) wwww(D) p(A): right on m1, m3, m4, m5 -> 0.8 (m2's gold is A)
     # shortest = 短(B) 一(A) c(C) x(A) p(A): right on m2, m5 -> 0.4
-    assert acc[F.LONGEST] == pytest.approx(0.8) and acc[F.SHORTEST] == pytest.approx(0.4)
+    assert acc[floors.LONGEST] == pytest.approx(0.8) and acc[floors.SHORTEST] == pytest.approx(0.4)
     assert f["floors"]["acc_norm"] == acc
     assert f["higher_is_better"] == {"acc": True, "acc_norm": True}
-    assert f["best"]["acc"] == {"name": F.LONGEST, "value": pytest.approx(0.8)}
-    assert F.best_floor("toy_mc", "acc", toy) == (F.LONGEST, pytest.approx(0.8))
-    assert F.best_floor("toy_mc", "no_such_metric", toy) is None
+    assert f["best"]["acc"] == {"name": floors.LONGEST, "value": pytest.approx(0.8)}
+    assert task_floors.best_floor("toy_mc", "acc", toy) == (floors.LONGEST, pytest.approx(0.8))
+    assert task_floors.best_floor("toy_mc", "no_such_metric", toy) is None
 
 
 def test_cloze_floors_clamp_short_items_and_average_chance_per_item(toy):
-    acc = F.task_floors("toy_cloze", toy)["floors"]["acc"]
+    acc = task_floors.task_floors("toy_cloze", toy)["floors"]["acc"]
     # golds 1, 3, 2, 3; item c3 has 3 choices, so "always D" answers its last choice (index 2, the gold)
     assert acc["always A"] == 0.0 and acc["always B"] == 0.25 and acc["always C"] == 0.25
     assert acc["always D"] == 0.75
     assert acc["uniform chance"] == pytest.approx((1 / 4 + 1 / 4 + 1 / 3 + 1 / 4) / 4)
     # choice texts differ in length only in c1: longest picks 乙乙 (right there), else the first (甲): 1/4
-    assert acc[F.LONGEST] == 0.25 and acc[F.SHORTEST] == 0.0
+    assert acc[floors.LONGEST] == 0.25 and acc[floors.SHORTEST] == 0.0
 
 
 def test_circular_form_goes_through_its_own_hooks(toy):
-    f = F.task_floors("toy_circ", toy)
+    f = task_floors.task_floors("toy_circ", toy)
     assert f["n"] == 20  # 5 items x 4 rotations: eval_docs are already expanded
     circ = f["floors"]["circ_acc"]
     # a constant position is right on exactly one rotation of each item, so never on all four
-    assert [circ[F.position_name(k)] for k in range(4)] == [0.0] * 4
+    assert [circ[floors.position_name(k)] for k in range(4)] == [0.0] * 4
     # non-mean aggregation: Monte Carlo uniform chance, expectation (1/4)^4 per item
     assert 0.0 <= circ["uniform chance"] <= 0.05
     assert "Monte Carlo" in f["about"]["uniform chance"]
 
 
 def test_generation_floors_by_hand(toy):
-    f = F.task_floors("toy_gen", toy)
+    f = task_floors.task_floors("toy_gen", toy)
     em = f["floors"]["exact_match"]
     assert em == {"empty answer": 0.0, "question copied": pytest.approx(0.2), "most common answer": pytest.approx(0.4)}
-    assert F.most_common_answer(r["answer"] for r in GEN_ROWS) == ("北京", 2)
+    assert floors.most_common_answer(r["answer"] for r in GEN_ROWS) == ("北京", 2)
     assert "'北京'" in f["about"]["most common answer"] and "2 of 5" in f["about"]["most common answer"]
-    assert F.best_floor("toy_gen", "exact_match", toy) == ("most common answer", pytest.approx(0.4))
+    assert task_floors.best_floor("toy_gen", "exact_match", toy) == ("most common answer", pytest.approx(0.4))
 
 
 def test_rolling_floors_by_hand(toy):
-    f = F.task_floors("toy_text", toy)
+    f = task_floors.task_floors("toy_text", toy)
     bpb, ppl = f["floors"]["bits_per_byte"], f["floors"]["byte_perplexity"]
     assert bpb["uniform bytes"] == pytest.approx(8.0) and ppl["uniform bytes"] == pytest.approx(256.0)
     unigram = (3 * math.log(2) + 2 * math.log(3) + math.log(6)) / 8 / math.log(2)
-    assert bpb[F.UNIGRAM] == pytest.approx(unigram) and ppl[F.UNIGRAM] == pytest.approx(2 ** unigram)
+    assert bpb[floors.UNIGRAM] == pytest.approx(unigram) and ppl[floors.UNIGRAM] == pytest.approx(2 ** unigram)
     assert f["higher_is_better"]["bits_per_byte"] is False
-    assert F.best_floor("toy_text", "bits_per_byte", toy) == (F.UNIGRAM, pytest.approx(unigram))  # lower wins
+    assert task_floors.best_floor("toy_text", "bits_per_byte", toy) == (floors.UNIGRAM, pytest.approx(unigram))  # lower wins
 
 
 def test_limit_floors_only_the_first_items(toy):
-    f = F.task_floors("toy_mc", toy, limit=2)
+    f = task_floors.task_floors("toy_mc", toy, limit=2)
     assert f["n"] == 2 and f["floors"]["acc"]["always A"] == 1.0
 
 
 def test_unfloorable_output_type_is_an_entry_not_a_crash():
     fake = types.SimpleNamespace(task_name="odd", OUTPUT_TYPE="something_new", config=None)
-    f = F.compute_floors(fake)
+    f = task_floors.compute_floors(fake)
     assert f["no_floor"] and "something_new" in f["no_floor"] and f["floors"] == {} and f["best"] == {}
-    assert "no floor" in F.format_floors({"odd": f})
+    assert "no floor" in task_floors.format_floors({"odd": f})
 
 
 def test_best_floor_is_computed_once_per_task(toy, monkeypatch):
     calls = []
-    real = F.compute_floors
-    monkeypatch.setattr(F, "compute_floors", lambda task, limit=None: calls.append(task) or real(task, limit))
-    F._cached.cache_clear()
-    assert F.best_floor("toy_mc", "acc", toy) == F.best_floor("toy_mc", "acc_norm", toy)
-    F.task_floors("toy_mc", toy)["floors"]["acc"].clear()  # a copy: the cache is not touched
-    assert F.best_floor("toy_mc", "acc", toy)[1] == pytest.approx(0.8)
+    real = task_floors.compute_floors
+    monkeypatch.setattr(task_floors, "compute_floors", lambda task, limit=None: calls.append(task) or real(task, limit))
+    task_floors._cached.cache_clear()
+    assert task_floors.best_floor("toy_mc", "acc", toy) == task_floors.best_floor("toy_mc", "acc_norm", toy)
+    task_floors.task_floors("toy_mc", toy)["floors"]["acc"].clear()  # a copy: the cache is not touched
+    assert task_floors.best_floor("toy_mc", "acc", toy)[1] == pytest.approx(0.8)
     assert len(calls) == 1
 
 
 def test_cache_follows_the_task_folder_run_uses(toy, monkeypatch):
     from soaes_bench.evaluation import run
 
-    assert F.best_floor("soaes_general_mc", "acc")[0] == "always A"
+    assert task_floors.best_floor("soaes_general_mc", "acc")[0] == "always A"
     monkeypatch.setattr(run, "tasks_dir", lambda: toy)  # as tests/test_run.py points runs at fixture tasks
-    assert F.best_floor("toy_mc", "acc") == (F.LONGEST, pytest.approx(0.8))
+    assert task_floors.best_floor("toy_mc", "acc") == (floors.LONGEST, pytest.approx(0.8))
     with pytest.raises(Exception, match="unknown task"):
-        F.task_floors("soaes_general_mc")
+        task_floors.task_floors("soaes_general_mc")
 
 
 # --- shipped suites ----------------------------------------------------------------------------------------------
 def test_shipped_general_mc_always_a_matches_the_gold_letters():
     golds = [r["answer"] for r in read_jsonl(tasks_dir() / "soaes_general" / "data" / "general_mc.jsonl")]
     assert [golds.count(k) for k in range(4)] == [73, 54, 56, 57]
-    f = F.task_floors("soaes_general_mc")
+    f = task_floors.task_floors("soaes_general_mc")
     for k in range(4):
-        assert f["floors"]["acc"][F.position_name(k)] == pytest.approx(F.constant_position_accuracy(golds, k))
-    assert F.best_floor("soaes_general_mc", "acc") == ("always A", pytest.approx(73 / 240))
+        assert f["floors"]["acc"][floors.position_name(k)] == pytest.approx(floors.constant_position_accuracy(golds, k))
+    assert task_floors.best_floor("soaes_general_mc", "acc") == ("always A", pytest.approx(73 / 240))
 
 
 def test_shipped_bpb_and_generation_floors():
-    f = F.task_floors("soaes_general_zh_bpb")
+    f = task_floors.task_floors("soaes_general_zh_bpb")
     texts = [r["text"] for r in read_jsonl(tasks_dir() / "soaes_general" / "data" / "zh_text.jsonl")]
     assert f["floors"]["bits_per_byte"]["uniform bytes"] == pytest.approx(8.0)
-    assert f["floors"]["bits_per_byte"][F.UNIGRAM] == pytest.approx(
-        F.bits_per_byte(F.unigram_char_loglikelihoods(texts), texts))
-    g = F.task_floors("soaes_domain_qa")
+    assert f["floors"]["bits_per_byte"][floors.UNIGRAM] == pytest.approx(
+        floors.bits_per_byte(floors.unigram_char_loglikelihoods(texts), texts))
+    g = task_floors.task_floors("soaes_domain_qa")
     assert g["floors"]["rouge1"]["empty answer"] == 0.0
     assert g["floors"]["distinct"]["most common answer"] == pytest.approx(1 / g["n"])  # one answer for all
     assert g["higher_is_better"]["length_ratio"] is None and g["best"]["length_ratio"] is None
 
 
 def test_floors_default_covers_both_suites_and_expands_groups():
-    out = F.floors()
+    out = task_floors.floors()
     assert set(out) >= {"soaes_general_zh_bpb", "soaes_general_en_bpb", "soaes_general_mc", "soaes_general_gen",
                         "soaes_domain_bpb", "soaes_domain_qa", "soaes_domain_mc"}
     assert all(f["no_floor"] is None and f["best"] for f in out.values())
-    domain = list(F.floors(["soaes_domain"]))
+    domain = list(task_floors.floors(["soaes_domain"]))
     assert domain[:3] == ["soaes_domain_bpb", "soaes_domain_qa", "soaes_domain_mc"]
     assert all(t.startswith("soaes_domain") for t in domain)
 
@@ -324,19 +324,19 @@ def test_floors_default_covers_both_suites_and_expands_groups():
 def test_cli_json_and_table(toy, capsys):
     assert cli.main(["floors", "--tasks", "toy_mc,toy_gen", "--include-path", str(toy), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["toy_mc"]["best"]["acc"]["name"] == F.LONGEST and "exact_match" in out["toy_gen"]["floors"]
+    assert out["toy_mc"]["best"]["acc"]["name"] == floors.LONGEST and "exact_match" in out["toy_gen"]["floors"]
     assert cli.main(["floors", "--tasks", "toy_text", "--include-path", str(toy)]) == 0
     table = capsys.readouterr().out
-    assert "bits_per_byte ↓" in table and "uniform bytes" in table and f"({F.UNIGRAM})" in table
+    assert "bits_per_byte ↓" in table and "uniform bytes" in table and f"({floors.UNIGRAM})" in table
     assert cli.main(["floors", "--tasks", "no_such_task"]) == 2
     assert "unknown task" in capsys.readouterr().err
 
 
-def _results(floors=None):
+def _results(floors_block=None):
     task = {"group": "g", "version": 1, "config_sha256": "c", "n": 240, "output_type": "multiple_choice",
             "higher_is_better": {"acc": True}, "metrics": {"acc": {"value": 0.25, "stderr": 0.03}}, "samples": "s"}
-    if floors is not None:
-        task["floors"] = floors
+    if floors_block is not None:
+        task["floors"] = floors_block
     return {"model": {"name": "m", "n_params": 1}, "suite": "all", "limit": None, "env": {},
             "tasks": {"soaes_general_mc": task}, "groups": {"g": {"metrics": {"acc": {"value": 0.25, "stderr": None}},
                                                                  "n": 240}}}

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from soaes_bench.training import losses as L
+from soaes_bench.training import losses
 
 
 def _logits(n=6, v=11, seed=0, scale=2.0):
@@ -19,8 +19,8 @@ def test_forward_and_reverse_kl_match_torch_kl_div():
     s, t = F.log_softmax(_logits(seed=1), -1), F.log_softmax(_logits(seed=2), -1)
     fwd = F.kl_div(s, t, reduction="none", log_target=True).sum(-1)  # KL(T || S)
     rev = F.kl_div(t, s, reduction="none", log_target=True).sum(-1)  # KL(S || T)
-    torch.testing.assert_close(L.divergence(s, t, "forward_kl"), fwd)
-    torch.testing.assert_close(L.divergence(s, t, "reverse_kl"), rev)
+    torch.testing.assert_close(losses.divergence(s, t, "forward_kl"), fwd)
+    torch.testing.assert_close(losses.divergence(s, t, "reverse_kl"), rev)
     assert not torch.allclose(fwd, rev)
 
 
@@ -30,53 +30,53 @@ def test_jsd_matches_numpy_definition():
     P, Q = t.exp().double().numpy(), s.exp().double().numpy()  # teacher, student
     M = beta * P + (1 - beta) * Q
     expect = beta * (P * np.log(P / M)).sum(-1) + (1 - beta) * (Q * np.log(Q / M)).sum(-1)
-    np.testing.assert_allclose(L.divergence(s, t, "jsd", beta).numpy(), expect, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(losses.divergence(s, t, "jsd", beta).numpy(), expect, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", L.KINDS)
+@pytest.mark.parametrize("kind", losses.KINDS)
 def test_identical_and_uniform_give_zero(kind):
     x = F.log_softmax(_logits(seed=5), -1)
-    assert L.divergence(x, x, kind).abs().max() < 1e-6
+    assert losses.divergence(x, x, kind).abs().max() < 1e-6
     u = torch.full((3, 7), -math.log(7))
-    assert L.divergence(u, u, kind).abs().max() < 1e-6
-    assert L.distill_rows(torch.zeros(3, 7), torch.zeros(3, 7), kind, temperature=2.0).abs().max() < 1e-6
+    assert losses.divergence(u, u, kind).abs().max() < 1e-6
+    assert losses.distill_rows(torch.zeros(3, 7), torch.zeros(3, 7), kind, temperature=2.0).abs().max() < 1e-6
 
 
 def test_jsd_beta_limits_follow_trl_convention():
     s, t = F.log_softmax(_logits(seed=6), -1).double(), F.log_softmax(_logits(seed=7), -1).double()
-    fwd, rev = L.divergence(s, t, "forward_kl"), L.divergence(s, t, "reverse_kl")
-    torch.testing.assert_close(L.divergence(s, t, "jsd", 0.0), fwd)
-    torch.testing.assert_close(L.divergence(s, t, "jsd", 1.0), rev)
+    fwd, rev = losses.divergence(s, t, "forward_kl"), losses.divergence(s, t, "reverse_kl")
+    torch.testing.assert_close(losses.divergence(s, t, "jsd", 0.0), fwd)
+    torch.testing.assert_close(losses.divergence(s, t, "jsd", 1.0), rev)
     eps = 1e-5  # the endpoints are the normalised limits JSD/beta and JSD/(1-beta)
-    torch.testing.assert_close(L.divergence(s, t, "jsd", eps) / eps, fwd, rtol=1e-3, atol=1e-6)
-    torch.testing.assert_close(L.divergence(s, t, "jsd", 1 - eps) / eps, rev, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(losses.divergence(s, t, "jsd", eps) / eps, fwd, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(losses.divergence(s, t, "jsd", 1 - eps) / eps, rev, rtol=1e-3, atol=1e-6)
     with pytest.raises(ValueError):
-        L.divergence(s, t, "jsd", 1.5)
+        losses.divergence(s, t, "jsd", 1.5)
 
 
 def test_total_variation_hand_value():
     t = torch.log(torch.tensor([[0.5, 0.5]]))
     s = torch.log(torch.tensor([[0.9, 0.1]]))
-    assert L.divergence(s, t, "tv").item() == pytest.approx(0.4, abs=1e-6)
+    assert losses.divergence(s, t, "tv").item() == pytest.approx(0.4, abs=1e-6)
 
 
-@pytest.mark.parametrize("kind", L.KINDS)
+@pytest.mark.parametrize("kind", losses.KINDS)
 def test_temperature_squared_scaling(kind):
     s, t, tau = _logits(seed=8), _logits(seed=9), 2.5
-    expect = tau**2 * L.divergence(F.log_softmax(s / tau, -1), F.log_softmax(t / tau, -1), kind, 0.4)
-    torch.testing.assert_close(L.distill_rows(s, t, kind, beta=0.4, temperature=tau), expect)
+    expect = tau**2 * losses.divergence(F.log_softmax(s / tau, -1), F.log_softmax(t / tau, -1), kind, 0.4)
+    torch.testing.assert_close(losses.distill_rows(s, t, kind, beta=0.4, temperature=tau), expect)
     # and tau really softens: at tau = 1 the value differs
-    assert not torch.allclose(L.distill_rows(s, t, kind, beta=0.4, temperature=1.0), expect)
+    assert not torch.allclose(losses.distill_rows(s, t, kind, beta=0.4, temperature=1.0), expect)
 
 
-@pytest.mark.parametrize("mode", L.TOPK_MODES)
-@pytest.mark.parametrize("kind", L.KINDS)
+@pytest.mark.parametrize("mode", losses.TOPK_MODES)
+@pytest.mark.parametrize("kind", losses.KINDS)
 def test_topk_equals_full_when_k_is_vocab(kind, mode):
     s, t = _logits(seed=10), _logits(seed=11)
     s.requires_grad_(True)
-    vals, idx = L.teacher_topk(t, k=t.size(-1), temperature=1.5)
-    got = L.topk_distill_rows(s, vals, idx, kind, beta=0.3, temperature=1.5, mode=mode)
-    full = L.distill_rows(s, t, kind, beta=0.3, temperature=1.5)
+    vals, idx = losses.teacher_topk(t, k=t.size(-1), temperature=1.5)
+    got = losses.topk_distill_rows(s, vals, idx, kind, beta=0.3, temperature=1.5, mode=mode)
+    full = losses.distill_rows(s, t, kind, beta=0.3, temperature=1.5)
     torch.testing.assert_close(got, full, rtol=1e-4, atol=1e-5)
     (g,) = torch.autograd.grad(got.sum(), s)
     (gf,) = torch.autograd.grad(full.sum(), s)
@@ -84,26 +84,26 @@ def test_topk_equals_full_when_k_is_vocab(kind, mode):
     torch.testing.assert_close(g, gf, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", L.KINDS)
+@pytest.mark.parametrize("kind", losses.KINDS)
 def test_topk_tail_close_to_full_when_k_covers_the_mass(kind):
     s, t = _logits(n=5, v=50, seed=12), _logits(n=5, v=50, seed=13, scale=0.5)
     t[:, :4] += 12.0  # teacher puts > 99.9% of its mass on 4 tokens
-    vals, idx = L.teacher_topk(t, k=4)
+    vals, idx = losses.teacher_topk(t, k=4)
     assert vals.exp().sum(-1).min() > 0.999
-    full = L.distill_rows(s, t, kind)
-    tail = L.topk_distill_rows(s, vals, idx, kind, mode="tail")
+    full = losses.distill_rows(s, t, kind)
+    tail = losses.topk_distill_rows(s, vals, idx, kind, mode="tail")
     # merging the tail into one bucket can only lose information (data-processing inequality): a lower bound
     assert (tail <= full + 1e-4).all()
     if kind in ("forward_kl", "tv"):  # weighted by the teacher's (tiny) tail: close for any student
         torch.testing.assert_close(tail, full, rtol=2e-2, atol=2e-3)
     # a student that also concentrates (as training drives it to) makes every kind close
     s_near = t + 0.3 * _logits(n=5, v=50, seed=17, scale=1.0)
-    torch.testing.assert_close(L.topk_distill_rows(s_near, vals, idx, kind), L.distill_rows(s_near, t, kind),
+    torch.testing.assert_close(losses.topk_distill_rows(s_near, vals, idx, kind), losses.distill_rows(s_near, t, kind),
                                rtol=5e-2, atol=2e-3)
     # with a small k that does NOT cover the mass, the approximation is visibly off
     t2 = _logits(n=5, v=50, seed=14)
-    v2, i2 = L.teacher_topk(t2, k=2)
-    assert (L.topk_distill_rows(s, v2, i2, kind) - L.distill_rows(s, t2, kind)).abs().max() > 1e-2
+    v2, i2 = losses.teacher_topk(t2, k=2)
+    assert (losses.topk_distill_rows(s, v2, i2, kind) - losses.distill_rows(s, t2, kind)).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("v,k", [(50, 4), (23, 23)])
@@ -113,10 +113,10 @@ def test_fused_topk_tail_equals_plain_autograd(v, k):
     x[0, ids[0, 0]] = -800.0  # a top-k id whose probability underflows to 0: its log-prob must stay finite, exact
     gt, gl = torch.randn(6, k, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
     xa = x.clone().requires_grad_()
-    top, tail = L._TopkTail.apply(xa, ids)
+    top, tail = losses._TopkTail.apply(xa, ids)
     (ga,) = torch.autograd.grad((top * gt).sum() + (tail * gl).sum(), xa)
     xb = x.clone().requires_grad_()
-    ptop, ptail = L.topk_tail_plain(xb, ids)
+    ptop, ptail = losses.topk_tail_plain(xb, ids)
     (gb,) = torch.autograd.grad((ptop * gt).sum() + (ptail * gl).sum(), xb)
     torch.testing.assert_close(top, ptop)
     assert top[0, 0].item() == pytest.approx(-800.0 - torch.logsumexp(x[0], -1).item())
@@ -125,25 +125,25 @@ def test_fused_topk_tail_equals_plain_autograd(v, k):
         torch.testing.assert_close(ga, gb)
     else:  # nothing left: the tail sits at the floor and passes no gradient (the plain route's floor column
         # passes exp(-80)-sized ones)
-        assert (tail == L._LOG_FLOOR).all()
+        assert (tail == losses._LOG_FLOOR).all()
         torch.testing.assert_close(ga, gb, atol=1e-30, rtol=1e-9)
     assert torch.isfinite(ga).all()
 
 
 def test_causal_lm_loss_matches_manual_and_ignores_masked():
     logits = _logits(n=2 * 5, v=9, seed=15).view(2, 5, 9)
-    labels = torch.tensor([[1, 2, 3, 4, 5], [6, 7, L.IGNORE, 8, L.IGNORE]])
+    labels = torch.tensor([[1, 2, 3, 4, 5], [6, 7, losses.IGNORE, 8, losses.IGNORE]])
     terms = []
     for b in range(2):
         for pos in range(4):
             y = labels[b, pos + 1].item()
-            if y != L.IGNORE:
+            if y != losses.IGNORE:
                 terms.append(-F.log_softmax(logits[b, pos], -1)[y].item())
-    assert L.causal_lm_loss(logits, labels).item() == pytest.approx(np.mean(terms), rel=1e-5)
-    assert L.causal_lm_loss(logits, labels, reduction="sum").item() == pytest.approx(np.sum(terms), rel=1e-5)
-    mask, targets = L.next_token_rows(labels)
+    assert losses.causal_lm_loss(logits, labels).item() == pytest.approx(np.mean(terms), rel=1e-5)
+    assert losses.causal_lm_loss(logits, labels, reduction="sum").item() == pytest.approx(np.sum(terms), rel=1e-5)
+    mask, targets = losses.next_token_rows(labels)
     assert mask.sum().item() == len(terms) == targets.numel()
-    rows = L.token_ce(logits[mask], targets)
+    rows = losses.token_ce(logits[mask], targets)
     assert rows.sum().item() == pytest.approx(np.sum(terms), rel=1e-5)
 
 
@@ -155,17 +155,17 @@ def test_chunked_equals_unchunked_values_and_gradients(kind):
     weight = torch.randn(v, h, generator=g, requires_grad=True)
     if kind == "ce":
         targets = torch.randint(0, v, (n,), generator=g)
-        fn, args = L.token_ce, (targets,)
+        fn, args = losses.token_ce, (targets,)
     else:
-        vals, idx = L.teacher_topk(torch.randn(n, v, generator=g), k=5, temperature=2.0)
+        vals, idx = losses.teacher_topk(torch.randn(n, v, generator=g), k=5, temperature=2.0)
 
         def fn(logits, a, b):
-            return L.topk_distill_rows(logits, a, b, "jsd", beta=0.5, temperature=2.0)
+            return losses.topk_distill_rows(logits, a, b, "jsd", beta=0.5, temperature=2.0)
 
         args = (vals, idx)
     full = fn(hidden @ weight.t(), *args).sum()
     gh, gw = torch.autograd.grad(full, (hidden, weight))
-    chunked = L.chunked_rows_sum(hidden, weight, fn, *args, chunk_size=8)
+    chunked = losses.chunked_rows_sum(hidden, weight, fn, *args, chunk_size=8)
     ch, cw = torch.autograd.grad(chunked, (hidden, weight))
     torch.testing.assert_close(chunked, full)
     torch.testing.assert_close(ch, gh)
@@ -174,7 +174,7 @@ def test_chunked_equals_unchunked_values_and_gradients(kind):
     logits = (hidden @ weight.t()).detach().requires_grad_()
     (gl,) = torch.autograd.grad(fn(logits, *args).sum(), logits)
     for size in (8, n):
-        value = L.chunked_rows_sum(logits, None, fn, *args, chunk_size=size)
+        value = losses.chunked_rows_sum(logits, None, fn, *args, chunk_size=size)
         torch.testing.assert_close(value, full)
         torch.testing.assert_close(torch.autograd.grad(value, logits)[0], gl)
 
@@ -183,8 +183,8 @@ def test_causal_lm_loss_gradient_equals_the_sliced_form_bit_for_bit():
     """Shifting the labels (one ignored label at the end) instead of slicing the logits changes no gradient bit."""
     logits = _logits(n=3 * 7, v=11, seed=23).view(3, 7, 11).requires_grad_()
     labels = torch.randint(0, 11, (3, 7), generator=torch.Generator().manual_seed(24))
-    labels[1, :4] = L.IGNORE
-    (g,) = torch.autograd.grad(L.causal_lm_loss(logits, labels, reduction="sum"), logits)
+    labels[1, :4] = losses.IGNORE
+    (g,) = torch.autograd.grad(losses.causal_lm_loss(logits, labels, reduction="sum"), logits)
     sliced = F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), reduction="sum")
     (gs,) = torch.autograd.grad(sliced, logits)
     assert torch.equal(g, gs) and g[:, -1].abs().sum() == 0
@@ -220,7 +220,7 @@ def test_clustered_rate_is_wider_when_blocks_agree_together():
 
 def test_heldout_agreement_uses_blocks_as_units():
     from soaes_bench.speculative.acceptance import greedy_agreement
-    from soaes_bench.speculative.models import make_qwen2
+    from soaes_bench.speculative.model_pair import make_qwen2
     from soaes_bench.training.distill import clustered_rate, heldout_metrics
 
     teacher, draft = make_qwen2(40, 1, 16, seed=0), make_qwen2(40, 1, 16, seed=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soaes_bench import results as R
+from soaes_bench import results
 from soaes_bench.evaluation import run as run_mod
 from soaes_bench.evaluation import task_hooks, writer
 from soaes_bench.paths import tasks_dir
@@ -187,7 +187,7 @@ def test_build_results_adds_positions_and_results_md_shows_them(tmp_path):
     pos = res["tasks"]["soaes_domain_mc"]["positions"]
     assert pos["shares"]["A"] == 1.0 and pos["top"] == "A" and pos["n"] == len(docs)
     written = writer.write_run(res, tmp_path)
-    assert R.validate(json.loads((tmp_path / "results.json").read_text()), "x") == "eval"
+    assert results.validate(json.loads((tmp_path / "results.json").read_text()), "x") == "eval"
     md = (tmp_path / "results.md").read_text(encoding="utf-8")
     assert "### Predicted positions" in md
     assert "| soaes_domain_mc | 3 | 1.000 | 0.000 | 0.000 | 0.000 | A | 1.000 |" in md
@@ -240,7 +240,7 @@ def test_load_samples_and_compare_pair_circular_acc_by_original_item(tmp_path):
     items = [f"q{i}" for i in range(12)]
     a = _circular_run(tmp_path, "a", {q: [1, 1, 1, 1] if i < 6 else [1, 0, 1, 1] for i, q in enumerate(items)})
     b = _circular_run(tmp_path, "b", {q: [1, 1, 1, 1] if i < 3 else [0, 1, 1, 1] for i, q in enumerate(items)})
-    s = R.load_samples(a, "soaes_domain_mc_circular")
+    s = results.load_samples(a, "soaes_domain_mc_circular")
     assert list(s["id"]) == items and s["id"].is_unique and set(s["rotations"]) == {4}
     assert list(s["circular_acc"]) == [1.0] * 6 + [0.0] * 6  # min over rotations
     assert list(s["rotation_acc"]) == [1.0] * 6 + [0.75] * 6  # share of rotations right
@@ -252,7 +252,7 @@ def test_load_samples_and_compare_pair_circular_acc_by_original_item(tmp_path):
     assert circ.p_mcnemar == pytest.approx(0.25)  # 3 discordant items, all one way: 2 * 0.5**3
     rot = df.loc["rotation_acc"]  # per-item share of rotations, resampled by item; no McNemar (not 0/1)
     assert rot.n_shared == 12 and np.isnan(rot.p_mcnemar) and rot["diff"] == pytest.approx(0.8125 - 0.875)
-    assert "circular_acc" in R.ACCURACY_METRICS and "rotation_acc" not in R.ACCURACY_METRICS
+    assert "circular_acc" in results.ACCURACY_METRICS and "rotation_acc" not in results.ACCURACY_METRICS
 
 
 def test_config_hash_of_a_process_docs_task_does_not_depend_on_memory_addresses(loaded):

@@ -104,10 +104,14 @@ def test_run_writes_the_three_outputs_with_schema_fields(full_run, model_dir, fi
     weights.update(b"model.safetensors")
     weights.update(hashlib.sha256((model_dir / "model.safetensors").read_bytes()).digest())
     assert m["weights_sha256"] == weights.hexdigest()
-    assert m["tokenizer_sha256"] == hashlib.sha256((model_dir / "tokenizer.json").read_bytes()).hexdigest()
+    tok = hashlib.sha256()  # every tokenizer file the dir holds (records/provenance.py), chat template included
+    for f in sorted(f for f in model_dir.iterdir() if f.name.startswith(("tokenizer", "special_tokens", "chat_template"))):
+        tok.update(f.name.encode())
+        tok.update(hashlib.sha256(f.read_bytes()).digest())
+    assert m["tokenizer_sha256"] == tok.hexdigest()
     assert m["name"] == model_dir.name and m["n_params"] > 0
-    assert set(res["env"]) == {"soaes_bench", "lm_eval", "torch", "transformers", "python", "device", "threads",
-                               "chat_template"}
+    assert set(res["env"]) == {"soaes_bench", "lm_eval", "torch", "transformers", "python", "device", "device_name",
+                               "threads", "chat_template"}
     assert res["env"]["chat_template"] is False and res["env"]["lm_eval"] == "0.4.13"
     assert set(res["groups"]) == set(SUITES)
     index = run_mod.task_manager().task_index  # (run_mod.tasks_dir is not patched here: the shipped YAML, same tasks)

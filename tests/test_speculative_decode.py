@@ -11,7 +11,7 @@ from scipy import stats
 from soaes_bench.errors import UserError
 from soaes_bench.speculative.decode import (check_compatible, sampling_probs, speculative_generate,
                                              target_generate)
-from soaes_bench.speculative.models import make_qwen2, truncated_copy
+from soaes_bench.speculative.model_pair import make_qwen2, truncated_copy
 
 V, EOS = 300, [0, 2]
 

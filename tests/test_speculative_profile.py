@@ -8,7 +8,7 @@ import torch
 from soaes_bench import results
 from soaes_bench.cli import main
 from soaes_bench.errors import UserError
-from soaes_bench.speculative.models import make_qwen2, save_pair, truncated_copy
+from soaes_bench.speculative.model_pair import make_qwen2, save_pair, truncated_copy
 from soaes_bench.speculative.profile import aggregate, pick_best, profile
 from soaes_bench.speculative.prompts import encode, load_prompts, long_contexts, read_prompt_file
 
@@ -100,19 +100,19 @@ def test_costs_time_the_draft_inside_a_round(pair, monkeypatch):
 
 
 def test_resolve_dtype(monkeypatch):
-    from soaes_bench.speculative import models
+    from soaes_bench.speculative import model_pair
 
-    assert models.resolve_dtype("float32") == "float32" and models.resolve_dtype("bfloat16") == "bfloat16"
-    monkeypatch.setattr(models, "cpu_has_bf16", lambda: True)
-    assert models.resolve_dtype("auto", "cpu") == "bfloat16"
-    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
-    assert models.resolve_dtype("auto", "cpu") == "float32"
+    assert model_pair.resolve_dtype("float32") == "float32" and model_pair.resolve_dtype("bfloat16") == "bfloat16"
+    monkeypatch.setattr(model_pair, "cpu_has_bf16", lambda: True)
+    assert model_pair.resolve_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(model_pair, "cpu_has_bf16", lambda: False)
+    assert model_pair.resolve_dtype("auto", "cpu") == "float32"
     with pytest.raises(UserError, match="--dtype"):
-        models.resolve_dtype("fp8")
+        model_pair.resolve_dtype("fp8")
 
 
 def test_load_pair_in_bfloat16(pair, tok, tmp_path):
-    from soaes_bench.speculative.models import load_pair
+    from soaes_bench.speculative.model_pair import load_pair
 
     t_dir, d_dir = save_pair(*pair, tok, tmp_path)
     target, draft, _, _ = load_pair(t_dir, d_dir, dtype="bfloat16")
@@ -235,8 +235,9 @@ def test_relabel_gives_old_profiles_their_real_level(tmp_path):
     from fixtures.reporting_runs import make_profile
 
     from soaes_bench.io import read_json
-    from soaes_bench.speculative.profile import relabel, relabel_dir
-    from soaes_bench.speculative.tables import to_markdown
+    from soaes_bench.reporting.profile_report import relabel_dir
+    from soaes_bench.speculative.profile import relabel
+    from soaes_bench.reporting.profile_tables import to_markdown
 
     rep = read_json(make_profile(tmp_path / "p" / "profile.json"))
     speeds = [0.91, 0.84, 0.88]
@@ -274,11 +275,11 @@ def test_figures_label_their_error_bars(tmp_path):
     import matplotlib.pyplot as plt
 
     from soaes_bench.io import read_json
-    from soaes_bench.speculative import figures
+    from soaes_bench.reporting import profile_figures
     from soaes_bench.speculative.profile import relabel
 
     rep = relabel(read_json(make_profile(tmp_path / "profile.json")))
-    for draw in (figures.speedup_vs_gamma, figures.speedup_vs_context):
+    for draw in (profile_figures.speedup_vs_gamma, profile_figures.speedup_vs_context):
         fig, ax = plt.subplots()
         draw(rep, ax)
         assert ax.get_xlabel().endswith("(bars: 75% CI)")

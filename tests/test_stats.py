@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from soaes_bench.reporting import stats
+from soaes_bench import stats
+from soaes_bench.metrics import corpus_bleu
 
 
 # McNemar -----------------------------------------------------------------------------------------------------------
@@ -119,8 +120,8 @@ PAIRS = [("国有资产监督管理机构依法履行出资人职责", "国有�
 def test_corpus_bleu_from_summed_stats_equals_project_bleu4():
     from soaes_bench.metrics.chinese import bleu4
 
-    x, f = stats.bleu_items(PAIRS)
-    assert f is stats.bleu_statistic  # the fast path agrees with metrics.chinese.bleu4
+    x, f = corpus_bleu.bleu_items(PAIRS)
+    assert f is corpus_bleu.bleu_statistic  # the fast path agrees with metrics.chinese.bleu4
     assert f(x.sum(axis=0)[None, :], len(PAIRS))[0] == pytest.approx(bleu4([p for p, _ in PAIRS],
                                                                             [r for _, r in PAIRS]), abs=1e-9)
 
@@ -130,8 +131,8 @@ def test_paired_bleu_bootstrap_recomputes_corpus_bleu_on_each_resample():
 
     a_pairs = PAIRS * 2
     b_pairs = [(r if i % 2 else p, r) for i, (p, r) in enumerate(a_pairs)]  # B copies every other reference
-    xa, fa = stats.bleu_items(a_pairs)
-    xb, fb = stats.bleu_items(b_pairs)
+    xa, fa = corpus_bleu.bleu_items(a_pairs)
+    xb, fb = corpus_bleu.bleu_items(b_pairs)
     res = stats.paired_bootstrap(xa, xb, fa, resamples=25, seed=4, statistic_b=fb)
     # brute force: resample the sentence lists themselves and call bleu4 each time
     idx = np.random.default_rng(4).integers(0, len(a_pairs), size=(25, len(a_pairs)))

@@ -13,7 +13,7 @@ import yaml
 
 from soaes_bench.training.dist import broadcast_json, make_accelerator
 from soaes_bench.training.fixtures import micro_pipeline
-from soaes_bench.training.pipeline import run_pipeline
+from soaes_bench.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "training" / "accelerate").glob("*.yaml"))

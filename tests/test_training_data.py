@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from soaes_bench.errors import UserError
-from soaes_bench.training import data as D
+from soaes_bench.training import data
 from soaes_bench.training.fixtures import tiny_corpus, tiny_sft, tiny_tokenizer
 
 
@@ -15,7 +15,7 @@ def tok(tmp_path_factory):
 
 def test_pack_joins_documents_with_eos_and_is_deterministic():
     docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]  # 10 tokens + 4 EOS = 14
-    b = D.pack(docs, seq_len=7, eos_id=0, seed=5)
+    b = data.pack(docs, seq_len=7, eos_id=0, seed=5)
     assert b.shape == (2, 7)
     flat = b.flatten().tolist()
     assert flat[-1] == 0
@@ -27,71 +27,71 @@ def test_pack_joins_documents_with_eos_and_is_deterministic():
         else:
             cur.append(x)
     assert sorted(pieces) == sorted(docs)  # every document intact, each followed by EOS
-    assert D.pack(docs, seq_len=4, eos_id=0, seed=5).shape == (3, 4)  # tail of 2 tokens dropped
-    assert torch.equal(b, D.pack(docs, 7, 0, seed=5))
-    assert any(not torch.equal(D.pack(docs, 7, 0, seed=s), b) for s in range(6, 12))
+    assert data.pack(docs, seq_len=4, eos_id=0, seed=5).shape == (3, 4)  # tail of 2 tokens dropped
+    assert torch.equal(b, data.pack(docs, 7, 0, seed=5))
+    assert any(not torch.equal(data.pack(docs, 7, 0, seed=s), b) for s in range(6, 12))
     with pytest.raises(UserError):
-        D.pack([[1]], seq_len=8, eos_id=0, seed=0)
+        data.pack([[1]], seq_len=8, eos_id=0, seed=0)
 
 
 def test_mix_blocks_hits_the_token_fraction_exactly():
     domain = torch.arange(10).view(10, 1).repeat(1, 4)          # values 0..9
     general = (100 + torch.arange(3)).view(3, 1).repeat(1, 4)   # values 100..102 (small: must repeat)
-    m = D.mix_blocks(domain, general, replay_fraction=0.25, n_blocks=40, seed=1)
+    m = data.mix_blocks(domain, general, replay_fraction=0.25, n_blocks=40, seed=1)
     from_general = (m[:, 0] >= 100).sum().item()
     assert m.shape == (40, 4) and from_general == 10                # 25% of tokens
     assert sorted(m[m[:, 0] < 100, 0].tolist()) == sorted(list(range(10)) * 3)  # 3 full epochs of domain
-    assert torch.equal(m, D.mix_blocks(domain, general, 0.25, 40, seed=1))
-    assert not torch.equal(m, D.mix_blocks(domain, general, 0.25, 40, seed=2))
-    assert (D.mix_blocks(domain, general, 0.0, 7, 0)[:, 0] < 100).all()
+    assert torch.equal(m, data.mix_blocks(domain, general, 0.25, 40, seed=1))
+    assert not torch.equal(m, data.mix_blocks(domain, general, 0.25, 40, seed=2))
+    assert (data.mix_blocks(domain, general, 0.0, 7, 0)[:, 0] < 100).all()
     with pytest.raises(UserError):
-        D.mix_blocks(domain, general, 1.5, 10, 0)
+        data.mix_blocks(domain, general, 1.5, 10, 0)
 
 
 def test_packed_corpus_holds_out_whole_documents(tok, tmp_path):
     path = tiny_corpus(tmp_path / "g.jsonl", 40, seed=3)
-    train, val = D.packed_corpus(path, tok, seq_len=16, seed=0, val_blocks=2)
-    docs = D.tokenize(D.read_texts(path), tok)
-    tr, va = D.split_docs(docs, 32, seed=0)
+    train, val = data.packed_corpus(path, tok, seq_len=16, seed=0, val_blocks=2)
+    docs = data.tokenize(data.read_texts(path), tok)
+    tr, va = data.split_docs(docs, 32, seed=0)
     assert len(tr) + len(va) == len(docs) and val.shape == (2, 16)
     assert train.numel() == (sum(len(d) + 1 for d in tr) // 16) * 16
 
 
 def test_sft_labels_only_the_reply_and_im_end(tok):
     msgs = [{"role": "user", "content": "国有资产是什么"}, {"role": "assistant", "content": "国家所有的资产"}]
-    ex = D.sft_example(msgs, tok, max_len=256)
+    ex = data.sft_example(msgs, tok, max_len=256)
     full = tok.apply_chat_template(msgs, tokenize=False)
     assert tok.decode(ex["input_ids"]) == full
-    labelled = tok.decode([i for i, l in zip(ex["input_ids"], ex["labels"]) if l != D.IGNORE])
+    labelled = tok.decode([i for i, l in zip(ex["input_ids"], ex["labels"]) if l != data.IGNORE])
     assert labelled == "国家所有的资产<|im_end|>\n"
-    masked = tok.decode([i for i, l in zip(ex["input_ids"], ex["labels"]) if l == D.IGNORE])
+    masked = tok.decode([i for i, l in zip(ex["input_ids"], ex["labels"]) if l == data.IGNORE])
     assert masked == "<|im_start|>user\n国有资产是什么<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_sft_multi_turn_and_truncation(tok):
     msgs = [{"role": "user", "content": "甲"}, {"role": "assistant", "content": "乙"},
             {"role": "user", "content": "丙"}, {"role": "assistant", "content": "丁"}]
-    ex = D.sft_example(msgs, tok, max_len=256)
-    labelled = tok.decode([i for i, l in zip(ex["input_ids"], ex["labels"]) if l != D.IGNORE])
+    ex = data.sft_example(msgs, tok, max_len=256)
+    labelled = tok.decode([i for i, l in zip(ex["input_ids"], ex["labels"]) if l != data.IGNORE])
     assert labelled == "乙<|im_end|>\n丁<|im_end|>\n"
     prompt_len = len(tok(tok.apply_chat_template(msgs[:1], tokenize=False, add_generation_prompt=True))["input_ids"])
-    assert D.sft_example(msgs[:2], tok, max_len=prompt_len) is None  # prompt alone fills the budget: dropped
-    short = D.sft_example(msgs[:2], tok, max_len=prompt_len + 1)
+    assert data.sft_example(msgs[:2], tok, max_len=prompt_len) is None  # prompt alone fills the budget: dropped
+    short = data.sft_example(msgs[:2], tok, max_len=prompt_len + 1)
     assert len(short["input_ids"]) == prompt_len + 1
 
 
 def test_load_sft_and_pad_collate(tok, tmp_path):
     path = tiny_sft(tmp_path / "s.jsonl", 6, seed=0)
-    exs, st = D.load_sft(path, tok, max_len=64)
+    exs, st = data.load_sft(path, tok, max_len=64)
     assert st.rows == 6 and st.kept == len(exs) == 6
-    batch = D.make_pad_collate(tok.pad_token_id)(exs[:3])
+    batch = data.make_pad_collate(tok.pad_token_id)(exs[:3])
     n = max(len(e["input_ids"]) for e in exs[:3])
     assert batch["input_ids"].shape == (3, n)
     for row, e in enumerate(exs[:3]):
         k = len(e["input_ids"])
         assert batch["attention_mask"][row].sum() == k
-        assert (batch["labels"][row, k:] == D.IGNORE).all() and (batch["input_ids"][row, k:] == tok.pad_token_id).all()
+        assert (batch["labels"][row, k:] == data.IGNORE).all() and (batch["input_ids"][row, k:] == tok.pad_token_id).all()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "messages": [{"role": "user", "content": "q"}]}\n')
     with pytest.raises(UserError, match="no assistant turn"):
-        D.load_sft(bad, tok, 64)
+        data.load_sft(bad, tok, 64)

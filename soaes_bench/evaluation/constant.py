@@ -12,7 +12,7 @@ Per task it can instead always pick choice `positions[task]` and always answer `
 `answers[task] = ECHO`, copy the item's question): with each task's best content-free predictor the run is the
 natural reference for a `superior` gate ("better than a model that knows nothing"); `floor_lm` builds it.
 
-It is the model-run counterpart of the floors in `soaes_bench.metrics.floors`, which compute the same kind of
+It is the model-run counterpart of the floors in `soaes_bench.evaluation.task_floors`, which compute the same kind of
 predictors from the task data without running lm-eval's request machinery.
 """
 
@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from lm_eval.api.model import LM
 
+from soaes_bench.defaults import SEED
+from soaes_bench.metrics import floors
 from soaes_bench.metrics.floors import uniform_byte_loglikelihood
+from soaes_bench.results import FORM_METRICS
 
 PREFIX = "constant:"
 LONGEST, SHORTEST = "longest", "shortest"  # positions[task]: the longest / shortest option of each item
@@ -68,45 +71,41 @@ class ConstantLM(LM):
         return out
 
 
-def model_info(lm: ConstantLM) -> dict:
-    """results["model"] for a constant run: no weights, no tokenizer."""
-    return {"name": lm.name, "path": None, "weights_sha256": None, "tokenizer_sha256": None, "n_params": 0}
-
-
 def floor_lm(tasks: list[str], include_path=None, limit: int | None = None) -> ConstantLM:
     """The best content-free predictor of each task, as one ConstantLM: for each task, the predictor of the best
-    floor (soaes_bench.metrics.floors) of its first metric that has a direction and is not a form metric (multiple
+    floor (soaes_bench.evaluation.task_floors) of its first metric that has a direction and is not a form metric (multiple
     choice: acc; generation: rouge1), on the first `limit` items as a run with that limit scores them. Rolling-
     loglikelihood tasks get the uniform byte model."""
-    from soaes_bench.metrics import floors as F
-    from soaes_bench.results import FORM_METRICS
+    from soaes_bench.evaluation import task_floors
 
     positions, answers = {}, {}
     for task in tasks:
-        tf = F.task_floors(task, include_path, limit)
+        tf = task_floors.task_floors(task, include_path, limit)
         best = next((b for m, b in tf["best"].items() if b is not None and m not in FORM_METRICS), None)
         if best is None:
             continue
         name = best["name"]
         if name.startswith("always "):
             positions[task] = ord(name.removeprefix("always ")) - ord("A")
-        elif name in (F.LONGEST, F.SHORTEST):
-            positions[task] = LONGEST if name == F.LONGEST else SHORTEST
-        elif name == F.QUESTION:
+        elif name in (floors.LONGEST, floors.SHORTEST):
+            positions[task] = LONGEST if name == floors.LONGEST else SHORTEST
+        elif name == floors.QUESTION:
             answers[task] = ECHO
-        elif name == F.MOST_COMMON:
-            answers[task] = F.most_common_reference(task, include_path)
+        elif name == floors.MOST_COMMON:
+            answers[task] = task_floors.most_common_reference(task, include_path)
     return ConstantLM("", positions, answers, label="content-free floor")
 
 
-def evaluate_constant(lm: ConstantLM, suite="all", tasks=None, limit=None, seed=1234, include_path=None) -> dict:
+def evaluate_constant(lm: ConstantLM, suite="all", tasks=None, limit=None, seed=SEED, include_path=None) -> dict:
     """soaes_bench.evaluate for a ConstantLM: the same lm-eval run, results schema and floors, with no model."""
     from soaes_bench.evaluation import run, writer
+    from soaes_bench.records.provenance import env_block, model_block
 
     tm = run.task_manager(include_path)
     names, suite_label = run.select_tasks(tm, suite, tasks)
     out = run.lm_eval_run(lm, tm, names, limit=limit, chat=False, seed=seed)
-    env = dict(writer.env_info("cpu", False), threads=None)
-    results = writer.build_results(out, task_groups=run.task_groups(tm), model=model_info(lm), env=env,
+    # no weights, no tokenizer, no torch threads at work
+    model, env = model_block(None, name=lm.name), env_block("cpu", chat_template=False, threads=None)
+    results = writer.build_results(out, task_groups=run.task_groups(tm), model=model, env=env,
                                    suite=suite_label, seed=seed, limit=limit)
     return run.attach_floors(results, include_path=include_path, limit=limit)

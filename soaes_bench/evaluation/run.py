@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from pathlib import Path
 
 from soaes_bench.config import suggest
+from soaes_bench.defaults import BATCH_SIZE, GEN_BATCH_SIZE, SEED
 from soaes_bench.errors import UserError
 from soaes_bench.evaluation import writer
-from soaes_bench.io import sha256_file, sha256_files
-from soaes_bench.paths import MODELS_DIR, display_path, embedded_model, tasks_dir
+from soaes_bench import lock, validate
+from soaes_bench.models import load_for_eval
+from soaes_bench.records.provenance import env_block, model_block
+from soaes_bench.paths import MODELS_DIR, embedded_model, tasks_dir
 
 SUITES = {"general": ["soaes_general"], "domain": ["soaes_domain"], "all": ["soaes_general", "soaes_domain"]}
 CHAT_MODES = ("auto", "on", "off")
@@ -89,29 +91,7 @@ def task_groups(tm) -> dict[str, str]:
     return out
 
 
-# --- models ------------------------------------------------------------------------------------------------
-def load_model(model_dir: str | os.PathLike):
-    """(model, tokenizer, model_info) from a local directory: safetensors only, no remote code, float32."""
-    from soaes_bench.training.model import check_model_dir, load_model as load_weights, load_tokenizer
-
-    model_dir = Path(model_dir)
-    weights = check_model_dir(model_dir, require_tokenizer=True)
-    try:
-        tokenizer = load_tokenizer(model_dir)
-        model = load_weights(model_dir)
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{model_dir}: cannot load model ({str(e).splitlines()[0]})") from None
-    tok_json = model_dir / "tokenizer.json"
-    info = {
-        "name": model_dir.resolve().name,
-        "path": display_path(model_dir),
-        "weights_sha256": sha256_files(weights),
-        "tokenizer_sha256": sha256_file(tok_json) if tok_json.is_file() else None,
-        "n_params": sum(p.numel() for p in model.parameters()),
-    }
-    return model, tokenizer, info
-
-
+# --- chat template, lm-eval --------------------------------------------------------------------------------
 def use_chat_template(tokenizer, mode: str = "auto") -> bool:
     if mode not in CHAT_MODES:
         raise UserError(f"--chat-template: must be one of {', '.join(CHAT_MODES)}, got {mode!r}")
@@ -166,7 +146,7 @@ def _hflm(model, tokenizer, batch_size: int, gen_batch_size: int, device: str):
     return _HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
 
 
-def lm_eval_run(lm, tm, names: list[str], limit=None, chat: bool = False, seed: int = 1234) -> dict:
+def lm_eval_run(lm, tm, names: list[str], limit=None, chat: bool = False, seed: int = SEED) -> dict:
     """lm-eval's simple_evaluate of any lm-eval model on `names`, seeded, with per-sample logs (the one call)."""
     import lm_eval
 
@@ -177,13 +157,13 @@ def lm_eval_run(lm, tm, names: list[str], limit=None, chat: bool = False, seed: 
         )
 
 
-def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=8, device="cpu", seed=1234,
-             include_path=None, chat_template="auto", model_info=None, gen_batch_size=32) -> dict:
+def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=BATCH_SIZE, device="cpu", seed=SEED,
+             include_path=None, chat_template="auto", model_info=None, gen_batch_size=GEN_BATCH_SIZE) -> dict:
     """Evaluate an in-memory causal LM; returns the results dict (DESIGN.md schema) and writes nothing.
     batch_size: sequences per scoring forward; gen_batch_size: prompts per generation batch (_hflm says why).
 
     The dict also holds `sample_rows` ({task: [rows]}) for `writer.write_run`. `model_info` fills results["model"]
-    (name, path, weights_sha256, tokenizer_sha256, n_params); without it only name and n_params are known.
+    (records.provenance.model_block of the model dir); without it the hashes are null (no directory to hash).
     """
     _check_device(device)
     _check_positive("limit", limit)
@@ -195,21 +175,19 @@ def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=8
     model.to(device)
     model.eval()
     out = lm_eval_run(_hflm(model, tokenizer, batch_size, gen_batch_size, device), tm, names, limit, chat, seed)
-    info = dict(model_info) if model_info else {
-        "name": getattr(model.config, "_name_or_path", None) or type(model).__name__,
-        "path": None, "weights_sha256": None, "tokenizer_sha256": None,
-        "n_params": sum(p.numel() for p in model.parameters()),
-    }
-    results = writer.build_results(out, task_groups=task_groups(tm), model=info, env=writer.env_info(device, chat),
+    info = dict(model_info) if model_info else model_block(
+        model, name=getattr(model.config, "_name_or_path", None) or type(model).__name__)
+    results = writer.build_results(out, task_groups=task_groups(tm), model=info,
+                                   env=env_block(device, chat_template=chat),
                                    suite=suite_label, seed=seed, limit=limit)
     return attach_floors(results, include_path=include_path, limit=limit)
 
 
 def attach_floors(results: dict, include_path=None, limit=None) -> dict:
     """Put each task's best content-free floors into results["tasks"][task]["floors"] ({metric: {"name", "value"}},
-    soaes_bench.metrics.floors, on the same `limit` items). A task whose floors cannot be computed gets none and a
+    soaes_bench.evaluation.task_floors, on the same `limit` items). A task whose floors cannot be computed gets none and a
     warning on stderr: floors never cost an evaluation."""
-    from soaes_bench.metrics.floors import results_block
+    from soaes_bench.evaluation.task_floors import results_block
 
     for name, t in results.get("tasks", {}).items():
         try:
@@ -217,21 +195,6 @@ def attach_floors(results: dict, include_path=None, limit=None) -> dict:
         except Exception as e:  # noqa: BLE001 -- a floor is a comment on the score, not a reason to lose it
             print(f"soaes-bench: warning: no floors for {name}: {type(e).__name__}: {e}", file=sys.stderr)
     return results
-
-
-def check_output_dir(output) -> Path:
-    """Create the output directory now (before minutes of evaluation) and prove it is writable."""
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output {output}: exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"--output {output}: not writable ({e.strerror or e.__class__.__name__})") from None
-    return out
 
 
 POSITION_WARN_SHARE = 0.5  # one option position taking more than this share of a task's answers is flagged
@@ -251,8 +214,8 @@ def position_warnings(results: dict, threshold: float = POSITION_WARN_SHARE) -> 
     return lines
 
 
-def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, batch_size=8, device="cpu",
-        output="reports/latest", seed=1234, chat_template="auto", gen_batch_size=32) -> dict:
+def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, batch_size=BATCH_SIZE, device="cpu",
+        output="reports/latest", seed=SEED, chat_template="auto", gen_batch_size=GEN_BATCH_SIZE) -> dict:
     """Evaluate a local model directory (default: the embedded model) and write the run into `output`.
 
     Returns the results dict as written to results.json; prints the Markdown table.
@@ -263,28 +226,32 @@ def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, 
     _check_positive("limit", limit)
     _check_positive("batch-size", batch_size)
     _check_positive("gen-batch-size", gen_batch_size)
+    validate.seed("--seed", seed)
+    if include_path:
+        validate.task_folder(include_path)
     select_tasks(task_manager(include_path), suite, tasks)  # fail on a typo before loading anything
     from soaes_bench.evaluation import constant
 
-    if constant.is_constant(model_dir):  # `constant:[ANSWER]`: the content-free model (constant.py), no weights
-        out = check_output_dir(output)
-        lm = constant.ConstantLM(model_dir.removeprefix(constant.PREFIX))
-        return _write(constant.evaluate_constant(lm, suite=suite, tasks=tasks, limit=limit, seed=seed,
-                                                 include_path=include_path), out)
-    if model_dir is None:
-        try:
-            model_dir = embedded_model("default")
-        except FileNotFoundError:
-            raise UserError(f"no embedded model in {MODELS_DIR}; pass --model DIR") from None
-    from soaes_bench.training.model import check_model_dir
-
-    check_model_dir(model_dir, require_tokenizer=True)  # before the output dir is created
-    out = check_output_dir(output)
-    model, tokenizer, info = load_model(model_dir)
-    results = evaluate(model, tokenizer, suite=suite, tasks=tasks, limit=limit, batch_size=batch_size,
-                       device=device, seed=seed, include_path=include_path, chat_template=chat_template,
-                       model_info=info, gen_batch_size=gen_batch_size)
-    return _write(results, out)
+    if not constant.is_constant(model_dir):
+        if model_dir is None:
+            try:
+                model_dir = embedded_model("default")
+            except FileNotFoundError:
+                raise UserError(f"no embedded model in {MODELS_DIR}; pass --model DIR") from None
+        # config/weights agreement, complete files, finite weights: a NaN model would score 0 with exit 0
+        validate.model_dir(model_dir, require_tokenizer=True)
+    out = validate.output_dir(output)  # nothing is created before here; the lock creates the directory
+    with lock.hold(out, "soaes-bench run"):  # one writer per directory; a failure removes the dir it created
+        if constant.is_constant(model_dir):  # `constant:[ANSWER]`: the content-free model (constant.py), no weights
+            lm = constant.ConstantLM(model_dir.removeprefix(constant.PREFIX))
+            return _write(constant.evaluate_constant(lm, suite=suite, tasks=tasks, limit=limit, seed=seed,
+                                                     include_path=include_path), out)
+        model, tokenizer = load_for_eval(model_dir)
+        info = model_block(model, model_dir)
+        results = evaluate(model, tokenizer, suite=suite, tasks=tasks, limit=limit, batch_size=batch_size,
+                           device=device, seed=seed, include_path=include_path, chat_template=chat_template,
+                           model_info=info, gen_batch_size=gen_batch_size)
+        return _write(results, out)
 
 
 def _write(results: dict, out: Path) -> dict:

@@ -1,7 +1,7 @@
 """lm-eval output -> the soaes-bench results schema (results.json, samples/<task>.jsonl, results.md).
 
-The one place that knows the `soaes-bench/results` layout written by `run` (docs/DESIGN.md, "Results schema");
-soaes_bench/results.py reads it back. Field names here must stay exactly those of DESIGN.md.
+Turns lm-eval's output into the task entries and sample rows of records/results.py and records/samples.py (which
+own the layout, docs/DESIGN.md "Results schema"); soaes_bench/results.py reads them back.
 
 Per-sample rows (samples/<task>.jsonl) carry per-item numbers so that runs can be compared item by item:
 - multiple choice: metrics acc/acc_norm (letter form), cloze_acc/cloze_acc_norm (cloze), rotation_acc and
@@ -21,15 +21,13 @@ import hashlib
 import inspect
 import json
 import math
-import platform
-from datetime import datetime, timezone
 from pathlib import Path
 
 from soaes_bench.evaluation.task_hooks import byte_normalised, mc_argmax
-from soaes_bench.io import atomic_write_text, write_json, write_jsonl
+from soaes_bench.io import atomic_write_text
+from soaes_bench.records import results as results_record
+from soaes_bench.records import samples as samples_record
 
-SCHEMA = "soaes-bench/results"
-SCHEMA_VERSION = 1
 _NOT_METRICS = {"alias", "name", "sample_len", "sample_count", " "}
 
 
@@ -225,21 +223,9 @@ def build_results(lm_out: dict, *, task_groups: dict[str, str], model: dict, env
     for name, lm_metrics in groups_out.items():
         members = [t for t in _leaf_tasks(name, subtasks) if t in tasks]
         groups[name] = {"metrics": metric_table(lm_metrics), "n": sum(tasks[t]["n"] for t in members)}
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "kind": "eval",
-        "run": run,
-        "suite": suite,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "seed": seed,
-        "limit": limit,
-        "model": model,
-        "env": env,
-        "tasks": tasks,
-        "groups": groups,
-        "sample_rows": rows,
-    }
+    return {**results_record.new(model=model, env=env, tasks=tasks, groups=groups, suite=suite, seed=seed,
+                                 limit=limit, run=run),
+            "sample_rows": rows}
 
 
 def _leaf_tasks(group: str, subtasks: dict) -> list[str]:
@@ -247,26 +233,6 @@ def _leaf_tasks(group: str, subtasks: dict) -> list[str]:
     for child in subtasks.get(group, []):
         out += _leaf_tasks(child, subtasks) if child in subtasks else [child]
     return out
-
-
-def env_info(device: str, chat_template: bool) -> dict:
-    import lm_eval  # noqa: F401
-    import torch
-    import transformers
-    from importlib.metadata import version
-
-    from soaes_bench import __version__
-
-    return {
-        "soaes_bench": __version__,
-        "lm_eval": version("lm_eval"),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "device": device,
-        "threads": torch.get_num_threads(),
-        "chat_template": bool(chat_template),
-    }
 
 
 def _fmt(v) -> str:
@@ -277,7 +243,7 @@ def _fmt(v) -> str:
 
 def markdown_table(results: dict) -> str:
     """Groups first, then tasks: one row per metric, ↑/↓ = higher/lower is better. When tasks carry a `floors`
-    block (soaes_bench.metrics.floors: the best content-free floor per metric), a `floor` column shows it as
+    block (soaes_bench.evaluation.task_floors: the best content-free floor per metric), a `floor` column shows it as
     `value (floor name)`; groups have none."""
     with_floors = any(isinstance(t.get("floors"), dict) for t in results["tasks"].values())
     if with_floors:
@@ -317,15 +283,17 @@ def markdown_table(results: dict) -> str:
 def write_run(results: dict, output_dir: str | Path) -> dict:
     """Write samples/<task>.jsonl, results.md, then results.json (last, so it only ever points at complete files).
 
-    Each file is written atomically. Returns the results dict as written (without `sample_rows`).
+    Each file is validated (records/) and written atomically. Returns the results dict as written (without
+    `sample_rows`).
     """
     output_dir = Path(output_dir)
     rows = results.get("sample_rows") or {}
     written = {k: v for k, v in results.items() if k != "sample_rows"}
+    results_record.validate(written, output_dir / results_record.FILE_NAME)  # before any file is written
     for task, info in written["tasks"].items():
-        write_jsonl(output_dir / info["samples"], rows.get(task, []))
+        samples_record.write(output_dir / info["samples"], rows.get(task, []))
     positions_md = positions_markdown(written)  # the "Predicted positions" section under the table, if any
     md = markdown_table(written) + ("\n" + positions_md if positions_md else "")
     atomic_write_text(output_dir / "results.md", md)
-    write_json(output_dir / "results.json", written)
+    results_record.write(output_dir / results_record.FILE_NAME, written)
     return written

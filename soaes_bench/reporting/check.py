@@ -11,7 +11,14 @@ red build. Without per-item samples the CI comes from the two stderrs; with neit
 A task or metric of the baseline that is missing from the results is a regression by default (`missing:
 regression`): CI must not go green because a task silently stopped running. Set `missing: error` to exit 2 instead,
 or `ignore`. Tasks whose config_sha256 or version changed are bad input (exit 2): regenerate the baseline.
-Only task-level metrics are judged; group aggregates are shown by `compare`, not gated. Metrics without a better
+Only task-level metrics are judged; group aggregates are shown by `compare`, not gated.
+
+Bad input, before anything is judged: a --baseline or --results that is not eval results (a gate.json or
+profile.json is refused, naming its kind), two runs with no task in common, and a results.json whose samples do
+not back it: every metric the samples can give (per-item means, corpus BLEU-4, bits per byte, perplexities; not
+the corpus-only distinct and length_ratio) is recomputed from samples/ and must equal the file's value within
+REL_TOL / ABS_TOL, and the samples must hold the task's n items. A mismatch means the samples were edited,
+truncated or come from another run, and the paired CIs would then describe other numbers than the table. Metrics without a better
 direction (results.DIRECTION_NEUTRAL: length_ratio) are listed with status "no direction" when they moved and never
 count as a regression: a length change is a symptom to read next to looping/distinct/ROUGE, not a failure by itself.
 """
@@ -23,12 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
-from soaes_bench import results
+from soaes_bench import records, results
 from soaes_bench.config import from_dict, load_dataclass, non_negative, positive
 from soaes_bench.errors import UserError
-from soaes_bench.reporting.compare import compare, render
+from soaes_bench.reporting.compare import compare, eval_results, metric_items, render
+
+# results.json vs the value recomputed from its samples: the same numbers summed in another order differ by
+# ~1e-15 relative; an edited or truncated samples file moves a mean by 1/n (n <= a few thousand items)
+REL_TOL, ABS_TOL = 1e-6, 1e-9
 
 
 def _confidence(v):
@@ -115,15 +127,47 @@ def _judge(row, pol: Policy) -> tuple[str, float]:
     return ("REGRESSED" if significant else "not significant"), tol
 
 
+def _statistic(items: np.ndarray, statistic) -> float:
+    """A metric's statistic on all items (the point value the bootstraps resample)."""
+    x = np.asarray(items, dtype=float).reshape(len(items), -1)
+    return float(statistic(x.sum(axis=0, keepdims=True), len(x))[0])
+
+
+def verify_samples(path: str | Path) -> None:
+    """UserError unless each metric of a results.json equals the value recomputed from its samples (and the samples
+    hold its n items). Tasks without a samples file are skipped: their CIs come from the stderrs."""
+    obj = records.results.read(path)
+    for task, t in obj["tasks"].items():
+        s = results.load_samples(path, task)
+        if s.empty:
+            continue
+        rows = int(s["rotations"].sum()) if "rotations" in s else len(s)
+        if isinstance(t.get("n"), int) and rows != t["n"]:
+            raise UserError(f"{path}: tasks.{task}: n is {t['n']} but its samples hold {rows} rows; the samples "
+                            f"are truncated or from another run")
+        for metric, mv in t["metrics"].items():
+            found = metric_items(s, metric)
+            if found is None or mv["value"] is None:
+                continue
+            again = _statistic(found[0], found[1])
+            if not math.isclose(again, mv["value"], rel_tol=REL_TOL, abs_tol=ABS_TOL):
+                raise UserError(f"{path}: tasks.{task}.metrics.{metric}: results.json has {mv['value']:.6g} but "
+                                f"its samples give {again:.6g}; the samples were edited or come from another run")
+
+
 def check(baseline, results_path, policy=None, resamples: int | None = None,
           seed: int | None = None) -> tuple[int, pd.DataFrame]:
     """(exit code, table) for results vs baseline under `policy` (Policy, YAML path, dict or None for defaults).
 
-    Bad input (missing files, bad policy, changed task configs) raises UserError (exit 2).
+    Bad input (missing files, not eval results, no shared task, samples that disagree with their results.json, bad
+    policy, changed task configs) raises UserError (exit 2).
     """
     pol = load_policy(policy)
     resamples = pol.resamples if resamples is None else resamples
     seed = pol.seed if seed is None else seed
+    baseline, results_path = eval_results(baseline, "--baseline"), eval_results(results_path, "--results")
+    for path in dict.fromkeys([baseline, results_path]):
+        verify_samples(path)
     df = compare([baseline, results_path], resamples=resamples, seed=seed, confidence=pol.confidence)
     df = df[df.level == "task"].reset_index(drop=True)
     judged = [_judge(r, pol) for r in df.itertuples()]

@@ -6,6 +6,10 @@ Per task and metric: both values, B - A, B / A, a paired 95% bootstrap CI over t
 (matched by sample `id`; `n_shared` says how many), the bootstrap p, and McNemar's exact p for accuracy metrics.
 Runs whose task prompt/config differ (config_sha256 or version) measure different things, so they are refused
 unless --force. Without per-item samples the CI falls back to the two stderrs (ci_method "stderr").
+
+Only eval results are compared: each RUN is a results.json or a folder holding one. A gate, profile or other record
+is refused (exit 2, naming its kind: gate checks and profiles have no per-item samples to pair), and so is a run
+that shares no task with the reference (nothing would be compared).
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from soaes_bench import results
+from soaes_bench import records, results, stats
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text
-from soaes_bench.reporting import stats
+from soaes_bench.metrics.corpus_bleu import bleu_items
 
 COLUMNS = ["group", "task", "metric", "level", "higher_is_better", "reference", "run", "value_ref", "value", "diff",
            "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high", "p_bootstrap", "p_mcnemar", "n_shared", "ci_method",
@@ -51,6 +55,27 @@ def _same(v) -> str:
         return str(v)
 
 
+def eval_results(path, role: str = "run") -> Path:
+    """The results.json of a run argument (file, or folder holding one), refused unless it is eval results."""
+    p = results.find_results(path)
+    kind = records.kind_of(p)
+    if kind != records.results.KIND:
+        raise UserError(f"{p}: {role} is a {kind} file, not eval results (results.json, schema "
+                        f"{records.results.SCHEMA}); compare and check compare evaluated runs")
+    return p
+
+
+def check_shared_tasks(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_path: Path) -> None:
+    """UserError when two runs have no task in common: a comparison of nothing would pass any check."""
+    a, b = set(ref[ref.level == "task"].task), set(run[run.level == "task"].task)
+    if not a & b:
+        def some(tasks):
+            return ", ".join(sorted(tasks)[:3]) + (", ..." if len(tasks) > 3 else "") if tasks else "none"
+
+        raise UserError(f"{run_path}: no task in common with {ref_path} ({some(b)} vs {some(a)}); "
+                        f"compare runs of the same suite")
+
+
 def check_comparable(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_path: Path) -> None:
     """UserError when a task shared by both runs has a different config hash or version."""
     a = ref[ref.level == "task"].drop_duplicates("task").set_index("task")
@@ -72,7 +97,7 @@ def metric_items(df: pd.DataFrame, metric: str, sfx: str = ""):
         return col in df and bool(df[col].notna().all())
 
     if metric in results.CORPUS_METRICS and full("bleu_pair" + sfx):
-        x, f = stats.bleu_items(list(df["bleu_pair" + sfx]))
+        x, f = bleu_items(list(df["bleu_pair" + sfx]))
         return x, f, "bleu"
     count = results.RATIO_METRICS.get(metric)
     if count and full("loglikelihood" + sfx) and full(count + sfx):
@@ -146,7 +171,7 @@ def _pair(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_path: Path, 
 def compare(paths, resamples: int = 2000, seed: int = 0, force: bool = False,
             confidence: float = 0.95) -> pd.DataFrame:
     """One row per (run, level, task, metric) for every run after the first, compared with the first."""
-    paths = [results.find_results(p) for p in paths]
+    paths = [eval_results(p, "run" if i else "reference") for i, p in enumerate(paths)]
     if len(paths) < 2:
         raise UserError("compare: need at least two runs (the first is the reference)")
     if resamples < 1:
@@ -158,6 +183,7 @@ def compare(paths, resamples: int = 2000, seed: int = 0, force: bool = False,
     labels = _labels(frames, paths)
     rows = []
     for frame, path, label in zip(frames[1:], paths[1:], labels[1:]):
+        check_shared_tasks(frames[0], frame, paths[0], path)
         if not force:
             check_comparable(frames[0], frame, paths[0], path)
         pair_rows = _pair(frames[0], frame, paths[0], path, (labels[0], label), resamples, seed, confidence)

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from soaes_bench import results
+from soaes_bench import results, stats
 from soaes_bench.errors import UserError
 from soaes_bench.io import read_json
-from soaes_bench.reporting import stats, style
+from soaes_bench.metrics.corpus_bleu import bleu_items
+from soaes_bench.reporting import style
 from soaes_bench.reporting.compare import _labels
 
 KINDS = ("auto", "phases", "sft-ablation", "distillation", "profile", "models")
@@ -109,12 +110,13 @@ def interval(row) -> tuple[float, float]:
     if results.is_number(row.get("ci_lo")) and results.is_number(row.get("ci_hi")):
         return max(0.0, row["value"] - row["ci_lo"]), max(0.0, row["ci_hi"] - row["value"])
     if results.is_number(row.get("stderr")):
-        return 1.96 * row["stderr"], 1.96 * row["stderr"]
+        half = stats.normal_z() * row["stderr"]
+        return half, half
     if row.get("kind") == "eval" and row.get("level") == "task" and isinstance(row.get("samples"), str):
         s = results.load_samples(row["source"], row["task"])
         try:
             if row["metric"] in results.CORPUS_METRICS and "bleu_pair" in s and s.bleu_pair.notna().all() and len(s):
-                x, f = stats.bleu_items(list(s.bleu_pair))
+                x, f = bleu_items(list(s.bleu_pair))
                 _, lo, hi = stats.bootstrap_ci(x, f, RESAMPLES, 0)
             elif row["metric"] in s and len(s) and all(results.is_number(v) for v in s[row["metric"]]):
                 _, lo, hi = stats.bootstrap_ci(s[row["metric"]].to_numpy(float), resamples=RESAMPLES)
@@ -265,16 +267,16 @@ def plot_models(df: pd.DataFrame, out: str | Path) -> list[Path]:
 
 def plot_profile(df: pd.DataFrame, out: str | Path) -> list[Path]:
     """Profiler curves of one target/draft pair (the first profile in the inputs), drawn by the profiler's own
-    panels (soaes_bench.speculative.figures): speedup vs gamma measured and predicted, acceptance by position,
+    panels (soaes_bench.reporting.profile_figures): speedup vs gamma measured and predicted, acceptance by position,
     tokens per target forward, speedup vs context."""
-    from soaes_bench.speculative import figures
+    from soaes_bench.reporting import profile_figures
 
     pr = df[df.kind == "profile"]
     if pr.empty:
         raise UserError("plot profile: no profile rows in the inputs")
     source = pr.source.iloc[0]
     report = read_json(source)
-    panels = list(figures.FIGURES.values())
+    panels = list(profile_figures.FIGURES.values())
     with style.paper():
         fig, axes = style.figure(height=4.6, nrows=2, ncols=2)
         for ax, draw in zip(axes.flat, panels):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from soaes_bench import results
+from soaes_bench import records, results, stats
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, read_json
 from soaes_bench.reporting import plots
@@ -50,7 +50,7 @@ def results_section(df: pd.DataFrame, base: Path) -> list[str]:
                 continue
             r = r.iloc[0]
             d = 2 if results.is_number(r.value) and abs(r.value) >= 10 else 3
-            pm = f" ± {_f(1.96 * r.stderr, d)}" if results.is_number(r.stderr) else ""
+            pm = f" ± {_f(stats.normal_z() * r.stderr, d)}" if results.is_number(r.stderr) else ""
             cells.append(_f(r.value) + pm)
         hib = bool(sub.higher_is_better.iloc[0])
         rows.append([task, metric + ("" if hib else " ↓")] + cells)
@@ -104,7 +104,7 @@ def ablations_section(run_dir: Path, base: Path) -> list[str]:
     for path in files:
         obj = read_json(path)
         out += [f"### {path.stem}", "", f"From `{_rel(path, base)}`.", ""]
-        if isinstance(obj, dict) and obj.get("schema") in results.KINDS:
+        if isinstance(obj, dict) and records.SCHEMAS.get(obj.get("schema")) in ("eval", "gate", "profile"):
             df = results.load([path])
             out += results_section(df, base)[2:3] or gates_section(df, base)[2:] or profile_section(df, base)[2:]
             continue
@@ -114,7 +114,7 @@ def ablations_section(run_dir: Path, base: Path) -> list[str]:
 
 
 def profile_section(df: pd.DataFrame, base: Path) -> list[str]:
-    """The profiler's own Markdown (speculative/tables.py) one heading level down; a short summary if it fails."""
+    """The profiler's own Markdown (profile_tables.py) one heading level down; a short summary if it fails."""
     pr = df[df.kind == "profile"]
     if pr.empty:
         return []
@@ -122,7 +122,7 @@ def profile_section(df: pd.DataFrame, base: Path) -> list[str]:
     for source in dict.fromkeys(pr.source):
         out += [f"From `{_rel(source, base)}`.", ""]
         try:
-            from soaes_bench.speculative.tables import to_markdown
+            from soaes_bench.reporting.profile_tables import to_markdown
 
             text = to_markdown(read_json(source))
             out.append("\n".join(("##" + line if line.startswith("#") else line) for line in text.splitlines()))

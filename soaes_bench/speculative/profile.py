@@ -3,7 +3,7 @@
     soaes-bench profile --target DIR --draft DIR --gamma 1,2,3,4,6,8 --contexts 128,512,1024 --output reports/profile
     from soaes_bench.speculative.profile import profile
     report = profile(target, draft, tokenizer, prompts={"domain": ["..."]}, gammas=[1, 2, 3])
-    relabel_dir("reports/profile")  # recompute a written profile's CIs and labels from its profile.json, no models
+    relabel(report)  # recompute a profile's CIs and labels from its per-repeat values, no models
 
 What is measured. Short prompts ("domain", "general" or a prompt file; chat template applied when the tokenizer has
 one) at every gamma; then long contexts (category "long", held-out domain text cut to each context length) at the
@@ -12,7 +12,7 @@ cache code) and, with hf_baseline, Hugging Face assisted generation (`generate(a
 num_assistant_tokens = gamma, confidence early-stop off) and HF target-only generate. Every call is timed end to
 end (prefill + decode) after `warmup` untimed calls; tokens/s = new tokens / seconds summed over a setting's prompts,
 once per repeat; reported as the median over repeats with a distribution-free CI of the median (a pair of order
-statistics, reporting.stats.median_ci) at its real coverage, recorded as ci_level: 6 repeats (the default) give
+statistics, soaes_bench.stats.median_ci) at its real coverage, recorded as ci_level: 6 repeats (the default) give
 [min, max] at 96.9%; 3 give [min, max] at 75%; 95% needs at least 6. Speedup = speculative / target tokens/s within
 the same repeat (its CI: the same rule on the per-repeat ratios). Costs at the same context (KV cache filled,
 medians of `cost_steps`, timing.round_ms): c = one draft forward timed inside a round (right after the target's verification, as the loop runs it) / one
@@ -21,34 +21,10 @@ verify_cost = a (gamma+1)-token target forward / a single-token forward. Predict
 speedup = acceptance.expected_speedup(alpha_token, gamma, c) (Leviathan et al. 2023) and, with the measured
 verify_cost, predicted_speedup_verify.
 
-profile.json (schema "soaes-bench/profile", schema_version 1):
-  schema, schema_version, date (UTC ISO), seed,
-  model, draft: {name, path, weights_sha256, tokenizer_sha256, n_params, layers, hidden}  (as in results.json)
-  env: {soaes_bench, torch, transformers, python, device, device_name, threads, dtype}
-  config: {gammas, contexts, max_new_tokens, temperature, top_p, repeats, warmup, num_prompts, prompts, chat_template,
-           hf_baseline, long_source, ignore_eos}
-  costs: [{context, target_ms, draft_ms (alone), c_isolated, verify: [{gamma, verify_ms, verify_cost, draft_ms (in
-          the round), c}]}]
-  settings: [{category, context (prompt tokens: median for short prompts, exact for "long"), gamma, mode
-              ("greedy" | "sampling"), temperature, n_prompts, new_tokens (per repeat), rounds,
-              alpha (accepted / proposed), alpha_token (accepted / judged: the paper's per-token alpha, see
-              acceptance.token_acceptance_rate; the predictions use it), tau, expected_tau (from alpha_token),
-              acceptance_by_position, conditional_acceptance_by_position, c, c_isolated, verify_cost,
-              predicted_speedup, predicted_speedup_verify, speedup, speedup_ci, measured_over_predicted,
-              ideal_speedup (tau / (gamma c + verify_cost): zero loop overhead, measured tau), loop_efficiency
-              (speedup / ideal_speedup),
-              target_tokens_per_s(_ci, _values), spec_tokens_per_s(_ci, _values),
-              hf_assisted_tokens_per_s(_ci, _values), hf_target_tokens_per_s(_ci, _values), ours_over_hf(_ci, _values),
-              speedup_values, ci_level, lossless, hf_lossless}]
-     ("all" pools the short categories; hf_* are null without hf_baseline; lossless is the share of greedy
-      generations identical to target-only, null when sampling; *_ci are [low, high] or null; *_values the
-      per-repeat values; ci_level the coverage of the setting's *_ci (the lowest if they differ, which happens only
-      when a repeat lacks a value), null without intervals; profiles written before ci_level existed have no
-      *_values and are relabelled by `relabel`)
-  best: {category: {gamma, speedup, predicted_speedup}}
-  summary: {category, best_gamma, speedup, speedup_ci, predicted_speedup, predicted_speedup_verify,
-            measured_over_predicted, ideal_speedup, loop_efficiency, alpha, alpha_token, tau, c, c_isolated, ours_over_hf,
-            ours_over_hf_ci, lossless, ci_level}
+profile.json: its layout (schema "soaes-bench/profile") is written down in soaes_bench/records/profile.py; per
+setting, alpha = accepted / proposed, alpha_token = accepted / judged (the paper's per-token alpha, see
+acceptance.token_acceptance_rate; the predictions use it), expected_tau comes from alpha_token, ideal_speedup =
+tau / (gamma c + verify_cost) (zero loop overhead, measured tau) and loop_efficiency = speedup / ideal_speedup.
 outputs.jsonl (--save-outputs): {category, context, gamma, temperature, prompt_ids, target_ids, spec_ids} per prompt
 and setting, from the first timed repeat.
 """
@@ -61,16 +37,17 @@ from pathlib import Path
 
 import torch
 
+from soaes_bench import validate
+from soaes_bench.defaults import SEED
 from soaes_bench.errors import UserError
-from soaes_bench.reporting.stats import median_ci
-from soaes_bench.speculative import acceptance as acc
-from soaes_bench.speculative.decode import eos_ids, speculative_generate, target_generate
-from soaes_bench.speculative.prompts import encode, load_long_text, long_contexts
-from soaes_bench.speculative.provenance import env_info, model_info
+from soaes_bench.paths import embedded_model
+from soaes_bench.speculative import acceptance
+from soaes_bench.speculative.decode import check_compatible, eos_ids, speculative_generate, target_generate
+from soaes_bench.speculative.prompts import encode, load_long_text, load_prompts, long_contexts
+from soaes_bench.records import profile as profile_record
+from soaes_bench.records.provenance import env_block, model_block
 from soaes_bench.speculative.timing import timed, hf_generate, measure_costs
-
-SCHEMA, SCHEMA_VERSION = "soaes-bench/profile", 1
-
+from soaes_bench.stats import median_ci
 
 # measurement --------------------------------------------------------------------------------------------------
 def _measure_prompt(target, draft, ids, gammas, cfg: dict, seed: int, max_new: int) -> list[dict]:
@@ -134,13 +111,13 @@ def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: 
     ours_hf = [_ratio(s, h) for s, h in zip(tps["spec"], tps["hf_assisted"])]
     spec_runs = [r for r in runs if r["method"] == "spec" and r["gamma"] == gamma]
     records = [rec for r in spec_runs for rec in r["records"]]
-    s = acc.summarize(records, gamma)
+    s = acceptance.summarize(records, gamma)
     out = {"category": category, "context": context, "gamma": gamma,
            "mode": "greedy" if temperature == 0 else "sampling", "temperature": temperature,
            "n_prompts": len({r["prompt"] for r in spec_runs}),
            "new_tokens": sum(len(r["tokens"]) for r in spec_runs) // max(len(repeats), 1),
            "rounds": s["rounds"], "alpha": s["alpha"], "alpha_token": s["alpha_token"], "tau": s["tau"],
-           "expected_tau": acc.expected_accepted(s["alpha_token"], gamma) if s["alpha_token"] is not None else None,
+           "expected_tau": acceptance.expected_accepted(s["alpha_token"], gamma) if s["alpha_token"] is not None else None,
            "acceptance_by_position": s["acceptance_by_position"],
            "conditional_acceptance_by_position": s["conditional_acceptance_by_position"]}
     row = next((x for x in costs["verify"] if x["gamma"] == gamma), {}) if costs else {}
@@ -148,8 +125,8 @@ def aggregate(runs: list[dict], category: str, context: int, gamma: int, costs: 
     a = s["alpha_token"]
     ok = a is not None and c is not None
     out.update(c=c, c_isolated=costs.get("c_isolated") if costs else None, verify_cost=v,
-               predicted_speedup=acc.expected_speedup(a, gamma, c) if ok else None,
-               predicted_speedup_verify=acc.expected_speedup(a, gamma, c, v) if ok and v else None)
+               predicted_speedup=acceptance.expected_speedup(a, gamma, c) if ok else None,
+               predicted_speedup_verify=acceptance.expected_speedup(a, gamma, c, v) if ok and v else None)
     levels = []
     for key, vals in (("speedup", speed), ("target_tokens_per_s", tps["target"]),
                       ("spec_tokens_per_s", tps["spec"]), ("hf_assisted_tokens_per_s", tps["hf_assisted"]),
@@ -204,7 +181,7 @@ def _ci_level(node: dict, keys, repeats: int) -> float | None:
 
 
 def relabel(report: dict) -> dict:
-    """Recompute every interval of a profile.json object (and its ci_level) with reporting.stats.median_ci, without
+    """Recompute every interval of a profile.json object (and its ci_level) with soaes_bench.stats.median_ci, without
     re-running the models: from the stored per-repeat values, or, for profiles of 3 repeats written before those
     were stored, from (median, [min, max]) (see `_interval`). Medians and everything else are kept. In place."""
     repeats = report["config"]["repeats"]
@@ -221,15 +198,6 @@ def relabel(report: dict) -> dict:
         s[f"{key}_ci"] = top[f"{key}_ci"]
     s["ci_level"] = _ci_level(top, SUMMARY_CI_KEYS, repeats)
     return report
-
-
-def relabel_dir(out_dir: str | Path, figures: bool | None = None) -> list[Path]:
-    """`relabel` the profile.json in out_dir and re-render profile.md (and the figures, when out_dir has them)."""
-    from soaes_bench.io import read_json
-
-    out = Path(out_dir)
-    report = relabel(read_json(out / "profile.json"))
-    return write_outputs(report, out, figures=(out / "figures").is_dir() if figures is None else figures)
 
 
 def _geomean(xs):
@@ -255,8 +223,7 @@ def _check_args(gammas, contexts, max_new_tokens, temperature, top_p, repeats, n
     for flag, v in (("--max-new-tokens", max_new_tokens), ("--repeats", repeats), ("--num-prompts", num_prompts)):
         if v < 1:
             raise UserError(f"{flag}: must be >= 1, got {v}")
-    if temperature < 0:
-        raise UserError(f"--temperature: must be >= 0, got {temperature}")
+    validate.finite("--temperature", temperature, lo=0)
     if not 0 < top_p <= 1:
         raise UserError(f"top_p: must be in (0, 1], got {top_p}")
 
@@ -264,13 +231,10 @@ def _check_args(gammas, contexts, max_new_tokens, temperature, top_p, repeats, n
 def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[str] | None = None,
             long_text: str | None = None, gammas=(1, 2, 3, 4, 6, 8), contexts=(128, 512, 1024),
             max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, repeats: int = 6,
-            num_prompts: int = 8, warmup: int = 1, seed: int = 1234, hf_baseline: bool = False,
+            num_prompts: int = 8, warmup: int = 1, seed: int = SEED, hf_baseline: bool = False,
             chat_template: str = "auto", draft_tokenizer=None, target_path=None, draft_path=None,
             keep_outputs: bool = False, cost_steps: int = 20, ignore_eos: bool = False, log=None) -> dict:
     """Profile a target/draft pair; returns the profile.json object (plus "outputs" rows when keep_outputs)."""
-    from soaes_bench.speculative.decode import check_compatible
-    from soaes_bench.speculative.prompts import load_prompts
-
     gammas, contexts = sorted(set(gammas)), sorted(set(contexts or []))
     _check_args(gammas, contexts, max_new_tokens, temperature, top_p, repeats, num_prompts)
     check_compatible(target, draft, tokenizer, draft_tokenizer)
@@ -344,53 +308,34 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
         b = max(rows, key=lambda s: (s["speedup"] or 0.0, -s["gamma"]))
         best_by_cat[cat] = {"gamma": b["gamma"], "speedup": b["speedup"], "predicted_speedup": b["predicted_speedup"]}
     top = next(s for s in settings if s["category"] == head and s["gamma"] == best)
-    report = {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "seed": seed,
-        "model": model_info(target, target_path, None if target_path else "target"),
-        "draft": model_info(draft, draft_path, None if draft_path else "draft"),
-        "env": env_info(target.device, target.dtype),
-        "config": {"gammas": gammas, "contexts": contexts, "max_new_tokens": max_new_tokens,
-                   "temperature": temperature, "top_p": top_p, "repeats": repeats, "warmup": warmup,
-                   "num_prompts": num_prompts, "prompts": {c: len(p) for c, p in sets.items()},
-                   "chat_template": chat, "hf_baseline": hf_baseline, "long_source": long_source,
-                   "ignore_eos": ignore_eos},
-        "costs": [costs[k] for k in sorted(costs)],
-        "settings": settings,
-        "best": best_by_cat,
-        "summary": {"category": head, "best_gamma": best,
-                    **{k: top[k] for k in ("speedup", "speedup_ci", "predicted_speedup", "predicted_speedup_verify",
-                                           "measured_over_predicted", "ideal_speedup", "loop_efficiency",
-                                           "alpha", "alpha_token", "tau", "c", "c_isolated", "ours_over_hf",
-                                           "ours_over_hf_ci", "lossless")},
-                    "ci_level": _ci_level(top, SUMMARY_CI_KEYS, repeats)},
-    }
+    report = profile_record.new(
+        date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), seed=seed,
+        model=model_block(target, target_path, None if target_path else "target"),
+        draft=model_block(draft, draft_path, None if draft_path else "draft"),
+        env=env_block(target.device, dtype=str(target.dtype).removeprefix("torch.")),
+        config={"gammas": gammas, "contexts": contexts, "max_new_tokens": max_new_tokens,
+                "temperature": temperature, "top_p": top_p, "repeats": repeats, "warmup": warmup,
+                "num_prompts": num_prompts, "prompts": {c: len(p) for c, p in sets.items()},
+                "chat_template": chat, "hf_baseline": hf_baseline, "long_source": long_source,
+                "ignore_eos": ignore_eos},
+        costs=[costs[k] for k in sorted(costs)],
+        settings=settings,
+        best=best_by_cat,
+        summary={"category": head, "best_gamma": best,
+                 **{k: top[k] for k in ("speedup", "speedup_ci", "predicted_speedup", "predicted_speedup_verify",
+                                        "measured_over_predicted", "ideal_speedup", "loop_efficiency",
+                                        "alpha", "alpha_token", "tau", "c", "c_isolated", "ours_over_hf",
+                                        "ours_over_hf_ci", "lossless")},
+                 "ci_level": _ci_level(top, SUMMARY_CI_KEYS, repeats)},
+    )
     if keep_outputs:
         report["outputs"] = outputs
     return report
 
 
-# files and CLI ------------------------------------------------------------------------------------------------
-def write_outputs(report: dict, out_dir: str | Path, outputs: list[dict] | None = None, figures: bool = True
-                  ) -> list[Path]:
-    """profile.json, profile.md, figures (PNG+SVG) and, when given, outputs.jsonl; every file written atomically."""
-    from soaes_bench.io import atomic_write_text, write_json, write_jsonl
-    from soaes_bench.speculative.tables import to_markdown
-
-    out = Path(out_dir)
-    paths = [write_json(out / "profile.json", report), atomic_write_text(out / "profile.md", to_markdown(report))]
-    if outputs is not None:
-        paths.append(write_jsonl(out / "outputs.jsonl", outputs))
-    if figures:
-        from soaes_bench.speculative.figures import write_figures
-
-        paths += write_figures(report, out / "figures")
-    return paths
-
-
-def _default_dirs(target: str | None, draft: str | None) -> tuple[Path, Path]:
-    from soaes_bench.paths import embedded_model
-
+# model directories ------------------------------------------------------------------------------------------------
+def default_pair_dirs(target: str | None, draft: str | None) -> tuple[Path, Path]:
+    """(target dir, draft dir): the given ones, else the embedded target (or default model) and draft."""
     if target is None:
         t = embedded_model("target")
         if not (t / "config.json").is_file():
@@ -404,38 +349,3 @@ def _default_dirs(target: str | None, draft: str | None) -> tuple[Path, Path]:
         if not (draft / "config.json").is_file():
             raise UserError(f"--draft: no embedded draft model ({draft}); pass --target DIR and --draft DIR")
     return Path(target), Path(draft)
-
-
-def cli_profile(args) -> int:
-    import sys
-
-    from soaes_bench.speculative.models import load_pair
-    from soaes_bench.speculative.prompts import load_prompts
-
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available")
-    if getattr(args, "threads", None):
-        if args.threads < 1:
-            raise UserError(f"--threads: must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    target_dir, draft_dir = _default_dirs(args.target, args.draft)
-    prompts = load_prompts(args.prompts, args.num_prompts)
-    target, draft, ttok, dtok = load_pair(target_dir, draft_dir, args.device, args.dtype)
-    report = profile(target, draft, ttok, prompts=prompts, gammas=args.gamma, contexts=args.contexts,
-                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, repeats=args.repeats,
-                     num_prompts=args.num_prompts, seed=args.seed, hf_baseline=args.hf_baseline,
-                     draft_tokenizer=dtok, target_path=target_dir, draft_path=draft_dir,
-                     keep_outputs=args.save_outputs, ignore_eos=args.ignore_eos, log=lambda m: print(m, file=sys.stderr))
-    outputs = report.pop("outputs", None)
-    write_outputs(report, args.output, outputs)
-    s = report["summary"]
-
-    def f(x, spec=".3f"):
-        return "n/a" if x is None else format(x, spec)
-
-    print(f"best gamma {s['best_gamma']} ({s['category']}): speedup {f(s['speedup'], '.2f')}x "
-          f"(predicted {f(s['predicted_speedup'], '.2f')}x, measured/predicted {f(s['measured_over_predicted'], '.2f')}), "
-          f"alpha {f(s['alpha'])}, tau {f(s['tau'], '.2f')}, c {f(s['c'])}, {report['env']['dtype']}, lossless {f(s['lossless'])}"
-          + (f", ours/HF assisted {f(s['ours_over_hf'], '.2f')}" if s["ours_over_hf"] is not None else ""))
-    print(f"wrote {Path(args.output) / 'profile.json'}")
-    return 0

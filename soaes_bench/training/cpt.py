@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soaes_bench.config import fraction, non_negative, positive
-from soaes_bench.training.gates import Check
+from soaes_bench.training.gate_spec import Check
 from soaes_bench.training.loop import TrainArgs
 
 
@@ -32,20 +32,20 @@ class CPTConfig:
 
 def run_cpt(cfg: CPTConfig, init_model: str | Path, out_dir: str | Path, tokenizer_dir=None, resume: bool = True) -> dict:
     """Train from `init_model`; write <out_dir>/model and <out_dir>/work (checkpoint, log). Returns a summary."""
-    from soaes_bench.training import data as D
+    from soaes_bench.training import data
     from soaes_bench.training.dist import broadcast_json, make_accelerator
     from soaes_bench.training.loop import mean_block_loss, resolve_steps, train
-    from soaes_bench.training.model import check_same_vocab, load_model, load_tokenizer, save_model
+    from soaes_bench.models import check_same_vocab, load_model, load_tokenizer, save_model
 
     out = Path(out_dir)
-    acc = make_accelerator()
+    accelerator = make_accelerator()
     tok = load_tokenizer(tokenizer_dir)
     check_same_vocab(tok, load_tokenizer(init_model), "cpt: tokenizer vs initial model")
     seed = cfg.train.seed
-    dom, dom_val = D.packed_corpus(cfg.domain, tok, cfg.seq_len, seed, cfg.val_blocks)
-    gen, gen_val = D.packed_corpus(cfg.general, tok, cfg.seq_len, seed + 1, cfg.val_blocks)
+    dom, dom_val = data.packed_corpus(cfg.domain, tok, cfg.seq_len, seed, cfg.val_blocks)
+    gen, gen_val = data.packed_corpus(cfg.general, tok, cfg.seq_len, seed + 1, cfg.val_blocks)
     steps = resolve_steps(cfg.train, cfg.seq_len)
-    mixed = D.mix_blocks(dom, gen, cfg.replay_fraction, steps * cfg.train.batch_size, seed)
+    mixed = data.mix_blocks(dom, gen, cfg.replay_fraction, steps * cfg.train.batch_size, seed)
     model = load_model(init_model)
 
     def eval_fn(m):
@@ -56,15 +56,15 @@ def run_cpt(cfg: CPTConfig, init_model: str | Path, out_dir: str | Path, tokeniz
             res["val_loss_general"] = round(mean_block_loss(m, gen_val, cfg.train.micro_batch), 5)
         return res
 
-    before = eval_fn(model) if acc.is_main_process else {}
-    res = train(model, D.Blocks(mixed), D.collate_blocks, cfg.train, out / "work", total_steps=steps,
-                resume=resume, eval_fn=eval_fn, desc="cpt", accelerator=acc)
+    before = eval_fn(model) if accelerator.is_main_process else {}
+    res = train(model, data.Blocks(mixed), data.collate_blocks, cfg.train, out / "work", total_steps=steps,
+                resume=resume, eval_fn=eval_fn, desc="cpt", accelerator=accelerator)
     after = next((row["eval"] for row in reversed(res.log) if "eval" in row), None)
     summary = {"phase": "cpt", "init": str(init_model), "config": asdict(cfg), "steps": res.steps,
                "total_steps": steps, "tokens": res.tokens, "stopped_by": res.stopped_by,
                "domain_tokens": int(dom.numel()), "general_tokens": int(gen.numel()),
                "mixed_general_fraction": cfg.replay_fraction, "val_before": before, "val_after": after,
                "last_train_loss": res.last_loss}
-    if acc.is_main_process and res.stopped_by == "done":
+    if accelerator.is_main_process and res.stopped_by == "done":
         save_model(res.model, tok, out / "model", extra_json={"soaes_training.json": summary})
-    return broadcast_json(summary, acc)  # validation losses exist on the main process only; share them
+    return broadcast_json(summary, accelerator)  # validation losses exist on the main process only; share them

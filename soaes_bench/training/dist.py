@@ -26,12 +26,12 @@ def make_accelerator():
 
     # bf16 autocast is off on CPU: fp32 is both faster and exact there for models this small.
     timeout = InitProcessGroupKwargs(timeout=datetime.timedelta(minutes=DIST_TIMEOUT_MIN))
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no", kwargs_handlers=[timeout])
-    kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no", kwargs_handlers=[timeout])
+    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
     if kind in ("FSDP", "DEEPSPEED"):
         raise UserError(f"accelerate config: distributed_type {kind} is not supported by the training loop yet "
                         "(its checkpoints hold the full model + AdamW state); use ddp_2gpu.yaml or cpu2.yaml")
-    return acc
+    return accelerator
 
 
 def broadcast_json(obj, accelerator):

@@ -21,9 +21,9 @@ from typing import Literal
 
 from soaes_bench.config import non_negative, positive
 from soaes_bench.errors import UserError
-from soaes_bench.training.gates import Check
+from soaes_bench.training.gate_spec import Check
 from soaes_bench.training.loop import TrainArgs
-from soaes_bench.training.model import check_size
+from soaes_bench.models import check_size
 
 HELDOUT_TASK = "draft_heldout"
 
@@ -96,15 +96,24 @@ def teacher_cache(teacher, teacher_dir: Path, blocks, cfg: DistillConfig, path: 
             if f.metadata() == key:
                 return f.get_tensor("values"), f.get_tensor("indices")
     id_dtype = torch.int16 if teacher.config.vocab_size <= 32767 else torch.int32
-    vals, ids = [], []
+    # The results go straight into their final tensors, allocated before the first teacher forward. Collecting each
+    # batch's small results in lists and concatenating them at the end (as this did before) grew the micro recipe's
+    # process by 6 MB per batch, to 11-17 GB: glibc's malloc raises its mmap threshold to the size of the first
+    # freed [batch, T, V] logits, serves the later ones from its heap, and every kept 4 KB result lands in a hole a
+    # freed logits buffer left, so no later logits fit there and the heap only grows. With nothing long-lived
+    # allocated inside the loop, every batch reuses the same freed memory (benchmarks/bench_memory.py,
+    # tests/test_distill_memory.py).
+    n, seq_len = blocks.shape
+    values = torch.empty(n, seq_len, cfg.top_k, dtype=torch.float16)
+    indices = torch.empty(n, seq_len, cfg.top_k, dtype=id_dtype)
     device = next(teacher.parameters()).device
     with torch.no_grad():
-        for i in range(0, len(blocks), batch):
+        for i in range(0, n, batch):
             logits = teacher(input_ids=blocks[i:i + batch].to(device), use_cache=False).logits
             v, ix = teacher_topk(logits.flatten(0, 1), cfg.top_k, cfg.temperature)
-            vals.append(v.view(*logits.shape[:2], -1).half().cpu())
-            ids.append(ix.view(*logits.shape[:2], -1).to(id_dtype).cpu())
-    values, indices = torch.cat(vals), torch.cat(ids)
+            values[i:i + batch] = v.view(*logits.shape[:2], -1).half().cpu()
+            indices[i:i + batch] = ix.view(*logits.shape[:2], -1).to(id_dtype).cpu()
+            del logits, v, ix
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({"values": values, "indices": indices}, str(tmp), metadata=key)
@@ -136,23 +145,23 @@ def make_kd_loss(cfg: DistillConfig):
     """loss_fn for loop.train: summed (1 - w) * KD + w * CE over all next-token positions of packed blocks."""
     import torch.nn.functional as F
 
-    from soaes_bench.training import losses as L
+    from soaes_bench.training import losses
 
     def row_loss(logits, t_values, t_indices, targets):
-        kd = L.topk_distill_rows(logits, t_values, t_indices, cfg.kind, cfg.beta, cfg.temperature, cfg.topk_mode)
-        kd = kd * (targets != L.IGNORE)  # a block's last position: no next token in the block, not counted
+        kd = losses.topk_distill_rows(logits, t_values, t_indices, cfg.kind, cfg.beta, cfg.temperature, cfg.topk_mode)
+        kd = kd * (targets != losses.IGNORE)  # a block's last position: no next token in the block, not counted
         if cfg.ce_weight == 0.0:
             return kd
-        return (1 - cfg.ce_weight) * kd + cfg.ce_weight * L.token_ce(logits, targets)
+        return (1 - cfg.ce_weight) * kd + cfg.ce_weight * losses.token_ce(logits, targets)
 
     def loss_fn(model, batch):
         # Position t predicts token t + 1, and so does teacher row t. Every position is a row and the last one of
         # each block is masked, since slicing it off would copy the [B, T, V] logits (as causal_lm_loss explains).
         logits = model(input_ids=batch["input_ids"], use_cache=False).logits
-        targets = F.pad(batch["labels"][:, 1:], (0, 1), value=L.IGNORE).flatten()
-        total = L.chunked_rows_sum(logits.flatten(0, 1), None, row_loss, batch["t_values"].flatten(0, 1),
-                                   batch["t_indices"].flatten(0, 1), targets, chunk_size=cfg.chunk_size)
-        return total, int((targets != L.IGNORE).sum())
+        targets = F.pad(batch["labels"][:, 1:], (0, 1), value=losses.IGNORE).flatten()
+        total = losses.chunked_rows_sum(logits.flatten(0, 1), None, row_loss, batch["t_values"].flatten(0, 1),
+                                        batch["t_indices"].flatten(0, 1), targets, chunk_size=cfg.chunk_size)
+        return total, int((targets != losses.IGNORE).sum())
 
     return loss_fn
 
@@ -216,27 +225,27 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
                 resume: bool = True) -> dict:
     """Distilled draft -> <out>/model, baseline -> <out>/baseline/model; held-out metrics in the summary
     (`results` for the distilled draft, `baseline_results` for the baseline)."""
-    from soaes_bench.training import data as D
+    from soaes_bench.training import data
     from soaes_bench.training.dist import broadcast_json, make_accelerator
     from soaes_bench.training.loop import lm_loss, resolve_steps, train
-    from soaes_bench.training.model import check_same_vocab, load_model, load_tokenizer, new_model, save_model
+    from soaes_bench.models import check_same_vocab, load_model, load_tokenizer, new_model, save_model
 
     out, teacher_dir = Path(out_dir), Path(cfg.teacher or teacher_dir)
-    acc = make_accelerator()
+    accelerator = make_accelerator()
     tok = load_tokenizer(tokenizer_dir)
     check_same_vocab(tok, load_tokenizer(teacher_dir), "distill: draft tokenizer vs teacher")
-    teacher = load_model(teacher_dir).eval().to(acc.device)
+    teacher = load_model(teacher_dir).eval().to(accelerator.device)
     if teacher.config.vocab_size != len(tok):
         raise UserError(f"{teacher_dir}: teacher vocab {teacher.config.vocab_size} != tokenizer {len(tok)}")
     seed = cfg.train.seed
-    docs = D.tokenize(distill_texts(cfg.data, tok), tok)
-    train_docs, val_docs = D.split_docs(docs, cfg.val_blocks * cfg.seq_len, seed)
-    blocks = D.pack(train_docs, cfg.seq_len, tok.eos_token_id, seed)
-    val = D.pack(val_docs, cfg.seq_len, tok.eos_token_id, seed)[:cfg.val_blocks] if val_docs else None
+    docs = data.tokenize(distill_texts(cfg.data, tok), tok)
+    train_docs, val_docs = data.split_docs(docs, cfg.val_blocks * cfg.seq_len, seed)
+    blocks = data.pack(train_docs, cfg.seq_len, tok.eos_token_id, seed)
+    val = data.pack(val_docs, cfg.seq_len, tok.eos_token_id, seed)[:cfg.val_blocks] if val_docs else None
     cache = out / "teacher_topk.safetensors"
-    if acc.is_main_process:
+    if accelerator.is_main_process:
         teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
-    acc.wait_for_everyone()
+    accelerator.wait_for_everyone()
     values, indices = teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
     steps = resolve_steps(cfg.train, cfg.seq_len)
     max_pos = min(teacher.config.max_position_embeddings, 2048)
@@ -244,19 +253,19 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
                "distill_tokens": int(blocks.numel()), "cache": str(cache)}
     runs = [("distilled", out, CachedBlocks(blocks, values, indices), collate_cached, make_kd_loss(cfg))]
     if cfg.baseline:
-        runs.append(("baseline", out / "baseline", D.Blocks(blocks), D.collate_blocks, lm_loss))
+        runs.append(("baseline", out / "baseline", data.Blocks(blocks), data.collate_blocks, lm_loss))
     for label, where, dataset, collate, loss_fn in runs:
         draft = new_model(cfg.draft_size, tok, seed=seed, max_position=max_pos)  # same init for both
         res = train(draft, dataset, collate, cfg.train, where / "work", loss_fn=loss_fn, total_steps=steps,
-                    resume=resume, desc=f"distill {label}", accelerator=acc)
+                    resume=resume, desc=f"distill {label}", accelerator=accelerator)
         info = {"steps": res.steps, "tokens": res.tokens, "stopped_by": res.stopped_by, "last_train_loss": res.last_loss}
-        if val is not None and acc.is_main_process:  # evaluation on the main process only
+        if val is not None and accelerator.is_main_process:  # evaluation on the main process only
             info["results"] = heldout_metrics(res.model, teacher, val)
         summary[label] = info
-        if acc.is_main_process and res.stopped_by == "done":
+        if accelerator.is_main_process and res.stopped_by == "done":
             save_model(res.model, tok, where / "model", extra_json={"soaes_training.json": info})
-        acc.wait_for_everyone()
+        accelerator.wait_for_everyone()
         if res.stopped_by != "done":
             break
     summary["stopped_by"] = summary["distilled"]["stopped_by"]
-    return broadcast_json(summary, acc)  # held-out metrics exist on the main process only; share them
+    return broadcast_json(summary, accelerator)  # held-out metrics exist on the main process only; share them

@@ -72,7 +72,7 @@ def micro_pipeline(root: str | Path) -> dict:
     import yaml
 
     from soaes_bench.paths import training_dir
-    from soaes_bench.training.model import new_model, save_model
+    from soaes_bench.models import new_model, save_model
 
     root = Path(root)
     tok = tiny_tokenizer(root / "tok")

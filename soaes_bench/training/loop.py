@@ -14,6 +14,8 @@ What it guarantees
 - Resume: `<out>/checkpoint/` holds model + AdamW state (safetensors, no pickle), RNG state and the step; it is
   written to a temp dir and renamed, so a kill at any moment leaves the previous checkpoint intact. Resuming gives
   the same final weights as an uninterrupted run (tests/test_training_loop.py checks bit-equality).
+- Divergence: a non-finite loss or gradient norm stops training at once (TrainingDiverged, exit code 1), before
+  that optimizer step and before any checkpoint or model is written: the last checkpoint stays resumable.
 - Schedule: linear warm-up then cosine decay to `min_lr_ratio * lr`, fresh for each call (each phase).
 - Distributed types: one process, several CPU processes (gloo) and multi-GPU DDP. FSDP and DeepSpeed are refused
   with a clear error: they shard parameters or optimizer state, and the checkpoints here are single safetensors
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from soaes_bench.config import fraction, non_negative, positive
+from soaes_bench.defaults import SEED
 from soaes_bench.errors import UserError
 from soaes_bench.io import write_json
 from soaes_bench.training.dist import make_accelerator, to_device  # noqa: F401 (make_accelerator re-exported)
@@ -59,7 +62,7 @@ class TrainArgs:
         "check": non_negative})
     checkpoint_every: int = field(default=100, metadata={"help": "steps between checkpoints", "check": positive})
     log_every: int = field(default=10, metadata={"help": "steps between log lines", "check": positive})
-    seed: int = 1234
+    seed: int = SEED
 
     def __post_init__(self):
         if (self.max_steps is None) == (self.max_tokens is None):
@@ -145,6 +148,25 @@ def lm_loss(model, batch: dict):
     return causal_lm_loss(out.logits, batch["labels"], reduction="sum"), count_label_tokens(batch)
 
 
+class TrainingDiverged(UserError):
+    """A non-finite loss or gradient norm: training stops before that optimizer step (exit code 1, not 2: the input
+    was valid, the optimisation failed). Nothing is saved; the last checkpoint stays as it was."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code=1)
+
+
+def _diverged(desc: str, step: int, loss: float, grad_norm: float, out: Path) -> TrainingDiverged:
+    ckpt = find_checkpoint(out)
+    kept = "no checkpoint was written yet"
+    if ckpt is not None:
+        saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))["step"]
+        kept = f"the checkpoint of step {saved} ({ckpt}) is intact and resumable"
+    return TrainingDiverged(f"{desc}: training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; "
+                            f"stopped before that update, no model saved; {kept} (lower train.lr or raise "
+                            "warmup_steps)")
+
+
 @dataclass
 class TrainResult:
     model: object
@@ -192,9 +214,10 @@ def find_checkpoint(out_dir: str | Path) -> Path | None:
 
 def _load_checkpoint(ckpt: Path, model, optimizer) -> dict:
     import torch
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_file
+    from safetensors.torch import load_model as load_weights_into
 
-    load_model(model, str(ckpt / "model.safetensors"))
+    load_weights_into(model, str(ckpt / "model.safetensors"))
     state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     tensors = load_file(str(ckpt / "optimizer.safetensors"))
     opt_state: dict = {}
@@ -257,8 +280,8 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
-    acc = accelerator or make_accelerator()
-    world, rank = acc.num_processes, acc.process_index
+    accelerator = accelerator or make_accelerator()
+    world, rank = accelerator.num_processes, accelerator.process_index
     micro = min(args.micro_batch, args.batch_size // world)  # more processes -> smaller micro-batches
     if micro < 1 or args.batch_size % (micro * world):
         raise UserError(f"train.batch_size: {args.batch_size} is not a multiple of micro_batch x processes "
@@ -268,7 +291,7 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
     if total_steps is None:
         total_steps = resolve_steps(args, len(dataset[0]["input_ids"]))
     torch.manual_seed(args.seed)
-    model.to(acc.device)  # before the optimizer and the checkpoint load, so AdamW state lives on the same device
+    model.to(accelerator.device)  # before the optimizer and the checkpoint load, so AdamW state lives on the same device
     model.train()
     optimizer = _optimizer(model, args)
     start, tokens_seen, log = 0, 0, []
@@ -282,11 +305,11 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
             raise UserError(f"{ckpt}: checkpoint was made with different settings ({', '.join(diff)}); "
                             "delete it or run without resume")
         start, tokens_seen = state["step"], state["tokens"]
-        log = _log_until(out / "train_log.jsonl", start, acc.is_main_process)
-    elif acc.is_main_process and (out / "train_log.jsonl").exists():
+        log = _log_until(out / "train_log.jsonl", start, accelerator.is_main_process)
+    elif accelerator.is_main_process and (out / "train_log.jsonl").exists():
         (out / "train_log.jsonl").unlink()
-    ddp_model = acc.prepare(model)
-    acc.wait_for_everyone()
+    ddp_model = accelerator.prepare(model)
+    accelerator.wait_for_everyone()
     lengths = [len(dataset[i]["input_ids"]) for i in range(n)] if args.group_by_length else None
     stream = DataStream(n, args.seed, lengths, args.batch_size, args.group_by_length)
 
@@ -305,14 +328,14 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
         return mine, counted, inputs
 
     def checkpoint(step, stopped_by=None):
-        if acc.is_main_process:
-            _save_checkpoint(out, acc.unwrap_model(ddp_model), optimizer,
+        if accelerator.is_main_process:
+            _save_checkpoint(out, accelerator.unwrap_model(ddp_model), optimizer,
                              {"step": step, "tokens": tokens_seen, "fingerprint": fp, "world": world,
                               "samples_seen": step * args.batch_size, "stopped_by": stopped_by})
-        acc.wait_for_everyone()
+        accelerator.wait_for_everyone()
 
     def run_eval():
-        m = acc.unwrap_model(ddp_model)
+        m = accelerator.unwrap_model(ddp_model)
         m.eval()
         with torch.no_grad():
             result = eval_fn(m)
@@ -321,7 +344,7 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
 
     def write_log(row):
         log.append(row)
-        if acc.is_main_process:
+        if accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             with open(out / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
@@ -329,28 +352,33 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
     last_loss = next((row["loss"] for row in reversed(log) if "loss" in row), None)
     t0, tok0, stopped_by = time.perf_counter(), tokens_seen, "done"
     end = total_steps if until_step is None else min(total_steps, until_step)
-    bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not acc.is_main_process, dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     step = start
     while step < end:
         lr = lr_at(step, total_steps, args.lr, args.warmup_steps, args.min_lr_ratio)
         for g in optimizer.param_groups:
             g["lr"] = lr
         mine, counted, inputs = batches_for(step)
-        step_loss = torch.zeros((), device=acc.device)
+        step_loss = torch.zeros((), device=accelerator.device)
         for a, batch in enumerate(mine):
-            sync = contextlib.nullcontext() if a == len(mine) - 1 else acc.no_sync(ddp_model)
+            sync = contextlib.nullcontext() if a == len(mine) - 1 else accelerator.no_sync(ddp_model)
             with sync:
-                loss_sum, _ = loss_fn(ddp_model, to_device(batch, acc.device))
+                loss_sum, _ = loss_fn(ddp_model, to_device(batch, accelerator.device))
                 # DDP averages gradients over processes, hence the factor `world`.
-                acc.backward(loss_sum * (world / max(counted, 1)))
+                accelerator.backward(loss_sum * (world / max(counted, 1)))
             step_loss += loss_sum.detach().float()
         if args.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), args.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), args.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in ddp_model.parameters() if p.grad is not None])
+        last_loss = float(accelerator.reduce(step_loss, reduction="sum")) / max(counted, 1)
+        if not (math.isfinite(last_loss) and math.isfinite(float(grad_norm))):  # the same verdict on every process
+            bar.close()
+            raise _diverged(desc, step + 1, last_loss, float(grad_norm), out)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         tokens_seen += inputs
-        last_loss = float(acc.reduce(step_loss, reduction="sum")) / max(counted, 1)
         elapsed = time.perf_counter() - t0
         bar.update(1)
         if step % args.log_every == 0 or step == end:
@@ -358,21 +386,21 @@ def train(model, dataset, collate: Callable, args: TrainArgs, out_dir: str | Pat
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
             write_log({"step": step, "loss": round(last_loss, 5), "lr": lr, "tokens": tokens_seen,
                        "tok_per_s": round(tps, 1), "elapsed_s": round(elapsed, 2)})
-        over = torch.tensor(float(args.max_minutes is not None and elapsed > 60 * args.max_minutes), device=acc.device)
-        if float(acc.reduce(over, reduction="max")) > 0 and step < end:
+        over = torch.tensor(float(args.max_minutes is not None and elapsed > 60 * args.max_minutes), device=accelerator.device)
+        if float(accelerator.reduce(over, reduction="max")) > 0 and step < end:
             stopped_by = "time"
             break
         if step % args.checkpoint_every == 0 and step < end:
             checkpoint(step)
-            if eval_fn is not None and acc.is_main_process:
+            if eval_fn is not None and accelerator.is_main_process:
                 write_log({"step": step, "eval": run_eval()})
     bar.close()
     if stopped_by == "done" and step < total_steps:
         stopped_by = "until_step"
     checkpoint(step, stopped_by)
-    if eval_fn is not None and acc.is_main_process and step > start:
+    if eval_fn is not None and accelerator.is_main_process and step > start:
         write_log({"step": step, "eval": run_eval()})
-    model = acc.unwrap_model(ddp_model)
+    model = accelerator.unwrap_model(ddp_model)
     model.eval()
     return TrainResult(model=model, steps=step, total_steps=total_steps, tokens=tokens_seen,
                        stopped_by=stopped_by, last_loss=last_loss, log=log)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soaes_bench.config import positive
-from soaes_bench.training.gates import Check
+from soaes_bench.training.gate_spec import Check
 from soaes_bench.training.loop import TrainArgs
 
 
@@ -42,57 +42,57 @@ def _mean_len(examples) -> float:
     return sum(len(e["input_ids"]) for e in examples) / len(examples)
 
 
-def _train_stage(model, examples, args: TrainArgs, tok, work: Path, resume: bool, desc: str, acc, steps=None):
-    from soaes_bench.training import data as D
+def _train_stage(model, examples, args: TrainArgs, tok, work: Path, resume: bool, desc: str, accelerator, steps=None):
+    from soaes_bench.training import data
     from soaes_bench.training.loop import resolve_steps, train
 
     steps = steps or resolve_steps(args, _mean_len(examples))
-    return train(model, D.Examples(examples), D.make_pad_collate(tok.pad_token_id), args, work, total_steps=steps,
-                 resume=resume, desc=desc, accelerator=acc)
+    return train(model, data.Examples(examples), data.make_pad_collate(tok.pad_token_id), args, work, total_steps=steps,
+                 resume=resume, desc=desc, accelerator=accelerator)
 
 
 def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokenizer_dir=None, resume: bool = True) -> dict:
     """Progressive stages -> <out>/model (and <out>/stageN/model); ablation -> <out>/single_stage/model."""
     from dataclasses import replace
 
-    from soaes_bench.training import data as D
+    from soaes_bench.training import data
     from soaes_bench.training.dist import broadcast_json, make_accelerator
     from soaes_bench.training.loop import resolve_steps
-    from soaes_bench.training.model import check_same_vocab, load_model, load_tokenizer, save_model
+    from soaes_bench.models import check_same_vocab, load_model, load_tokenizer, save_model
 
     out = Path(out_dir)
-    acc = make_accelerator()
+    accelerator = make_accelerator()
     tok = load_tokenizer(tokenizer_dir)
     check_same_vocab(tok, load_tokenizer(init_model), "sft: tokenizer vs initial model")
-    sets = [D.load_sft(st.data, tok, cfg.max_len) for st in cfg.stages]
+    sets = [data.load_sft(st.data, tok, cfg.max_len) for st in cfg.stages]
     summary = {"phase": "sft", "init": str(init_model), "config": asdict(cfg), "stages": []}
     current = Path(init_model)
     for i, (stage, (examples, stats)) in enumerate(zip(cfg.stages, sets), 1):
         stage_dir = out / f"stage{i}"
         model = load_model(current)
-        res = _train_stage(model, examples, stage.train, tok, stage_dir / "work", resume, f"sft stage {i}", acc)
+        res = _train_stage(model, examples, stage.train, tok, stage_dir / "work", resume, f"sft stage {i}", accelerator)
         if res.stopped_by != "done":
             summary["stopped_by"] = res.stopped_by
             return summary
         info = {"data": stage.data, "examples": stats.kept, "dropped_too_long": stats.dropped_too_long,
                 "truncated": stats.truncated, "steps": res.steps, "tokens": res.tokens, "last_train_loss": res.last_loss}
         summary["stages"].append(info)
-        if acc.is_main_process:
+        if accelerator.is_main_process:
             save_model(res.model, tok, stage_dir / "model", extra_json={"soaes_training.json": info})
-        acc.wait_for_everyone()
+        accelerator.wait_for_everyone()
         current = stage_dir / "model"
     if cfg.single_stage:
         union = [e for examples, _ in sets for e in examples]
         total = sum(resolve_steps(st.train, _mean_len(ex)) for st, (ex, _) in zip(cfg.stages, sets))
         args = replace(cfg.stages[0].train, max_steps=total, max_tokens=None)
         res = _train_stage(load_model(init_model), union, args, tok, out / "single_stage" / "work", resume,
-                           "sft single-stage", acc, steps=total)
+                           "sft single-stage", accelerator, steps=total)
         summary["single_stage"] = {"examples": len(union), "steps": res.steps, "tokens": res.tokens,
                                    "last_train_loss": res.last_loss, "stopped_by": res.stopped_by}
-        if acc.is_main_process and res.stopped_by == "done":
+        if accelerator.is_main_process and res.stopped_by == "done":
             save_model(res.model, tok, out / "single_stage" / "model", extra_json={"soaes_training.json": summary["single_stage"]})
-        acc.wait_for_everyone()
+        accelerator.wait_for_everyone()
     summary["stopped_by"] = "done"
-    if acc.is_main_process:
+    if accelerator.is_main_process:
         save_model(load_model(current), tok, out / "model", extra_json={"soaes_training.json": summary})
-    return broadcast_json(summary, acc)
+    return broadcast_json(summary, accelerator)

@@ -1,10 +1,14 @@
-"""`soaes-bench pipeline`: the gated phases of a recipe, in order: cpt -> sft -> distill.
+"""`soaes-bench pipeline`: the gated phases of a recipe, in order: cpt -> sft -> distill; and `soaes-bench gate`,
+the same gates of one phase judged on saved runs.
 
     soaes-bench pipeline --recipe training/recipes/reference.yaml [--resume] [--only sft] [--output runs/reference]
     accelerate launch --config_file training/accelerate/cpu2.yaml -m soaes_bench pipeline --recipe ...
+    soaes-bench gate --recipe training/recipes/reference.yaml --phase cpt --results runs/reference/cpt ...
 
+The top layer (with cli.py): it wires the training phases (soaes_bench/training/), the evaluation
+(soaes_bench/evaluation/) and the gate judging (soaes_bench/reporting/gates.py) and decides nothing numeric itself.
 Each phase starts from the previous phase's model (the first from `init`), trains with the one loop, is evaluated
-and then gated (gates.py). Layout of the output directory (default runs/<name>):
+and then gated (reporting/gates.py). Layout of the output directory (default runs/<name>):
 
     base/eval/results.json             the starting model, evaluated once (gate reference "base")
     floor/eval/results.json            each gated task's best content-free predictor (gate reference "floor")
@@ -26,7 +30,9 @@ verdict is broadcast so all processes return the same exit code (the launcher it
 Exit codes: 0 every phase ran and passed its gate; 2 bad input (UserError), including a vacuous gate, one that a
 content-free answer would pass (refused before training: threshold gates by `validate`, reference gates as soon as
 their reference results exist; gates.py); 3 a gate failed (the pipeline stops after that phase, gate.json says which
-check); 4 a phase stopped at its max_minutes time cap (re-run with --resume).
+check); 4 a phase stopped at its max_minutes time cap (re-run with --resume); 1 training diverged (a non-finite
+loss or gradient norm, loop.TrainingDiverged). Every input is checked before the first phase trains (`preflight`),
+and the output directory is locked for the run (soaes_bench/lock.py).
 --resume skips phases with done.json (same settings; when only the gates changed, the saved results are gated again
 without retraining) and continues interrupted ones from their checkpoints; without
 it an existing phase directory is an error, so nothing is overwritten silently. --only PHASE runs that phase alone,
@@ -40,14 +46,21 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from soaes_bench.config import from_dict, load_dataclass, positive
+from soaes_bench import lock
+from soaes_bench import validate as vd
+from soaes_bench.config import from_dict, load_dataclass, positive, suggest
+from soaes_bench.defaults import BATCH_SIZE, GEN_BATCH_SIZE
 from soaes_bench.errors import UserError
 from soaes_bench.io import read_json, write_json
+from soaes_bench.records import gate as gate_record
+from soaes_bench.records import summary as summary_record
+from soaes_bench.records import timings as timings_record
+from soaes_bench.reporting.ablations import phase_reports
+from soaes_bench.reporting.gates import (NO_SAMPLES_REFERENCES, check_references, evaluate_gate, gate_markdown,
+                                         load_run, locate_samples, refuse_vacuous, write_gate)
 from soaes_bench.results import PLAIN, PLAIN_DIR
 from soaes_bench.training.cpt import CPTConfig
 from soaes_bench.training.distill import HELDOUT_TASK, DistillConfig
-from soaes_bench.training.gates import (NO_SAMPLES_REFERENCES, check_references, evaluate_gate, locate_samples,
-                                        refuse_vacuous, write_gate)
 from soaes_bench.training.sft import SFTConfig
 
 PHASES = ("cpt", "sft", "distill")
@@ -56,10 +69,13 @@ EXIT_GATE_FAILED, EXIT_TIME_CAP = 3, 4
 # that name belongs to the `soaes-bench run` schema (provenance, samples), which results.load() reads.
 PHASE_METRICS = "phase_metrics.json"
 # Plain-text results (results.PLAIN, results.PLAIN_DIR). Chat-templated multiple choice measures whether a model
-# answers a cloze question inside a chat turn; after SFT a 17M model does not (README, "Training"), while the same
+# answers a cloze question inside a chat turn; after SFT a 17M model does not (docs/results/2026-12-reference.md), while the same
 # items scored as plain text still measure what it knows. Gates can read both.
 CPT_VAL_TASK = "cpt_val"  # CPT validation losses as a task
 INTERNAL_TASKS = (CPT_VAL_TASK, HELDOUT_TASK)  # measured by the phases themselves, not by lm-eval
+INTERNAL_METRICS = {CPT_VAL_TASK: ("val_loss_domain", "val_loss_general"),  # cpt.run_cpt's eval_fn
+                    HELDOUT_TASK: ("top1_agreement", "kl_teacher", "ce")}  # distill.heldout_metrics
+ROLLING_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")  # lm-eval adds them to rolling tasks
 FLOOR = "floor"  # gate reference: the best content-free predictor of each task (a `superior` gate's natural bar)
 
 
@@ -76,8 +92,8 @@ class EvalSpec:
         "help": "evaluate each model only on the tasks that gates read from it (of tasks and plain_tasks): a few "
                 "minutes less on 2 cores; `soaes-bench run` scores the final model on the whole suite"})
     limit: int | None = field(default=None, metadata={"help": "items per task (None = all)", "check": positive})
-    batch_size: int = field(default=8, metadata={"help": "sequences per scoring forward", "check": positive})
-    gen_batch_size: int = field(default=32, metadata={"help": "prompts per generation batch", "check": positive})
+    batch_size: int = field(default=BATCH_SIZE, metadata={"help": "sequences per scoring forward", "check": positive})
+    gen_batch_size: int = field(default=GEN_BATCH_SIZE, metadata={"help": "prompts per generation batch", "check": positive})
 
     def for_ablation(self) -> "EvalSpec":
         """What the single-stage model is evaluated on."""
@@ -98,6 +114,8 @@ class PipelineRecipe:
     """A pipeline recipe (training/recipes/reference.yaml)."""
 
     name: str = field(metadata={"help": "run name (default output runs/<name>)"})
+    output: str | None = field(default=None, metadata={
+        "help": "runs directory (default runs/<name>; --output overrides; never inside soaes_bench/)"})
     init: str = field(default="soaes_bench/assets/models/base", metadata={"help": "starting model dir"})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer dir (default: shared)"})
     evaluation: EvalSpec | None = field(default_factory=EvalSpec, metadata={"help": "null = no lm-eval; gates see only phase metrics"})
@@ -171,12 +189,70 @@ def validate(r: PipelineRecipe, source: str) -> None:
                                 f"model, which evaluation.ablation_tasks does not evaluate")
 
 
+def _task_metrics(entry) -> set[str] | None:
+    """Metric names an lm-eval task (or group) reports, from its indexed config; None when it declares none."""
+    cfg = entry.cfg or {}
+    listed = cfg.get("metric_list") or cfg.get("aggregate_metric_list") or []
+    names = {m["metric"] for m in listed if isinstance(m, dict) and isinstance(m.get("metric"), str)}
+    if cfg.get("output_type") == "loglikelihood_rolling":
+        names |= set(ROLLING_METRICS)
+    return names or None
+
+
+def preflight(r: PipelineRecipe, source: str, only: str | None = None, lm_eval_metrics: bool = True) -> None:
+    """Everything the phases will read, checked before the first one trains (validate() checks the gates' logic):
+    the init and teacher model dirs (config/weights agreement, complete, finite), the tokenizer, every data file of
+    every phase (present, UTF-8), and every task and metric that a gate or `evaluation` names (a typo in the SFT
+    gate must not wait for CPT to finish). lm_eval_metrics=False: another evaluate function than lm-eval's
+    reports the metrics (tests), so only the task names are checked against the task configs."""
+    checked = r.phases() if only is None else [only]
+    vd.model_dir(r.init, f"{source}: init:")
+    if r.tokenizer is not None:
+        vd.tokenizer_dir(r.tokenizer, f"{source}: tokenizer:")
+    files = []
+    if "cpt" in checked:
+        files += [("cpt.domain", r.cpt.domain), ("cpt.general", r.cpt.general)]
+    if "sft" in checked:
+        files += [(f"sft.stages[{i}].data", st.data) for i, st in enumerate(r.sft.stages)]
+    if "distill" in checked:
+        files += [(f"distill.data[{i}]", f) for i, f in enumerate(r.distill.data)]
+        if r.distill.teacher is not None:
+            vd.model_dir(r.distill.teacher, f"{source}: distill.teacher:")
+    for where, path in files:
+        vd.input_file(path, f"{source}: {where}")
+    named = [(f"{p}.gates: check {c.name!r}", c.task.removesuffix(PLAIN), c.metric)
+             for p in r.phases() for c in getattr(r, p).gates]
+    ev = r.evaluation
+    if ev is not None:
+        named += [(f"evaluation.{k}", t, None)
+                  for k in ("tasks", "plain_tasks", "ablation_tasks") for t in (getattr(ev, k) or [])]
+    for where, task, metric in named:
+        known = INTERNAL_METRICS.get(task)
+        if known and metric is not None and metric not in known:
+            raise UserError(f"{source}: {where}: task {task!r} has no metric {metric!r}{suggest(metric, known)} "
+                            f"(its metrics: {', '.join(known)})")
+    lm_named = [(w, t, m) for w, t, m in named if t not in INTERNAL_METRICS]
+    if not lm_named:
+        return
+    from soaes_bench.evaluation.run import task_manager
+
+    tm = task_manager()
+    for where, task, metric in lm_named:
+        if task not in tm.task_index:
+            raise UserError(f"{source}: {where}: unknown task {task!r}{suggest(task, tm.all_tasks)}")
+        metrics = _task_metrics(tm.task_index[task]) if lm_eval_metrics else None
+        if metric is not None and metrics is not None and metric not in metrics:
+            raise UserError(f"{source}: {where}: task {task!r} has no metric {metric!r}{suggest(metric, metrics)} "
+                            f"(its metrics: {', '.join(sorted(metrics))})")
+
+
 def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
     """lm-eval results of model_dir (read back from out/results.json when present), plus the plain-text run of
     spec.plain_tasks in <out>/../eval_plain/ with its task names suffixed by PLAIN. Each task entry gets
     `results_path` (its results.json), where gates find its per-item samples."""
     from soaes_bench.evaluation import writer
-    from soaes_bench.evaluation.run import load_model
+    from soaes_bench.models import load_for_eval
+    from soaes_bench.records.provenance import model_block
 
     runs = [(out, {"suite": spec.suite, "tasks": spec.tasks}, "")] if spec.tasks != [] else []
     if spec.plain_tasks:
@@ -186,8 +262,8 @@ def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
         if (where / "results.json").is_file():
             res = read_json(where / "results.json")
         else:
-            model, tokenizer, info = loaded = loaded or load_model(model_dir)  # info: path and weights sha256
-            info = dict(info, name=str(model_dir))  # "runs/x/sft/model", not "model": reports label models by name
+            model, tokenizer = loaded = loaded or load_for_eval(model_dir)
+            info = model_block(model, model_dir, name=str(model_dir))  # "runs/x/sft/model": reports label by name
             res = writer.write_run(evaluate_fn(model, tokenizer, limit=spec.limit, batch_size=spec.batch_size,
                                                gen_batch_size=spec.gen_batch_size, model_info=info, **kw), where)
         # each task keeps the results.json it came from: gates pair its per-item samples with a reference's
@@ -247,30 +323,41 @@ def _merge(*results: dict) -> dict:
 
 def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: bool = False, only: str | None = None,
                  evaluate_fn=None) -> int:
-    """Run the recipe; returns the exit code (module docstring). `evaluate_fn` replaces soaes_bench.evaluate (tests)."""
+    """Run the recipe; returns the exit code (module docstring). `evaluate_fn` replaces soaes_bench.evaluate (tests).
+    Every input is checked before anything is written (validate, preflight, the output dir), and the output
+    directory is locked for the run (soaes_bench/lock.py): a second pipeline into it stops at once."""
+    r = load_dataclass(PipelineRecipe, recipe)
+    validate(r, str(recipe))
+    phases = r.phases()
+    if only is not None and only not in phases:
+        raise UserError(f"--only: {only!r} is not a phase of {recipe} ({', '.join(phases)})")
+    todo = [only] if only else phases
+    out = vd.output_dir(output or r.output or f"runs/{r.name}", "--output" if output else f"{recipe}: output:")
+    preflight(r, str(recipe), only, lm_eval_metrics=evaluate_fn is None)
+    evaluate_fn = evaluate_fn or _default_evaluate
+    with lock.hold(out, "soaes-bench pipeline"):
+        return _run_phases(r, recipe, out, phases, todo, only, resume, evaluate_fn)
+
+
+def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: list[str], only: str | None,
+                resume: bool, evaluate_fn) -> int:
+    """run_pipeline's work, under the output directory's lock."""
     from soaes_bench.training.cpt import run_cpt
     from soaes_bench.training.dist import make_accelerator, on_main
     from soaes_bench.training.distill import run_distill
     from soaes_bench.training.sft import run_sft
 
-    r = load_dataclass(PipelineRecipe, recipe)
-    validate(r, str(recipe))
-    evaluate_fn = evaluate_fn or _default_evaluate
-    out = Path(output or f"runs/{r.name}")
-    phases = r.phases()
-    if only is not None and only not in phases:
-        raise UserError(f"--only: {only!r} is not a phase of {recipe} ({', '.join(phases)})")
-    todo = [only] if only else phases
-    acc = make_accelerator()
-    main = acc.is_main_process
+    accelerator = make_accelerator()
+    main = accelerator.is_main_process
     if not resume:
         clash = [p for p in todo if (out / p).exists()]
         if clash:
             raise UserError(f"{out / clash[0]}: exists; pass --resume to continue it, or choose another --output")
-    acc.wait_for_everyone()  # every process has checked the output dir before the main one writes into it
+    accelerator.wait_for_everyone()  # every process has checked the output dir before the main one writes into it
     # timings.json accumulates over --resume/--only runs, so the file always covers every phase that ran
-    previous_timings = read_json(out / "timings.json") if resume and (out / "timings.json").is_file() else {}
-    timings: dict[str, object] = {**previous_timings, "processes": acc.num_processes}
+    previous_timings = (timings_record.read(out / timings_record.FILE_NAME)
+                        if resume and (out / timings_record.FILE_NAME).is_file() else {})
+    timings: dict[str, object] = {**previous_timings, "processes": accelerator.num_processes}
 
     def say(msg: str) -> None:
         if main:
@@ -279,18 +366,18 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
     def note_time(key: str, value) -> None:
         timings[key] = value
         if main:
-            write_json(out / "timings.json", timings)
+            timings_record.write(out / timings_record.FILE_NAME, timings)
 
     refs: dict[str, dict] = {}
     floor_tasks = sorted({c.task.removesuffix(PLAIN) for p in phases for c in getattr(r, p).gates if c.reference == FLOOR})
     if floor_tasks:  # seconds: no model
-        refs[FLOOR] = on_main(acc, lambda: _evaluate_floor(floor_tasks, r.evaluation.limit, out / FLOOR / "eval"))
+        refs[FLOOR] = on_main(accelerator, lambda: _evaluate_floor(floor_tasks, r.evaluation.limit, out / FLOOR / "eval"))
     base_spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, "base"))
     if base_spec is not None and any(c.reference == "base" or (c.reference == "previous" and p == phases[0])
                                      for p in phases for c in getattr(r, p).gates):
         t0 = time.perf_counter()
         cached = (out / "base" / "eval" / "results.json").is_file()
-        refs["base"] = on_main(acc, lambda: _evaluate(Path(r.init), base_spec, out / "base" / "eval", evaluate_fn))
+        refs["base"] = on_main(accelerator, lambda: _evaluate(Path(r.init), base_spec, out / "base" / "eval", evaluate_fn))
         if not cached:
             note_time("base_eval_s", round(time.perf_counter() - t0, 2))
         # every gate that compares with the base can be judged for vacuity now, before CPT trains
@@ -323,8 +410,8 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
             if finished != settings:  # only the gates changed: judge the saved model and results again, no training
                 refuse_vacuous_now(phase)
                 say(f"pipeline: {phase} already trained; its gates changed, re-gating from saved results")
-                summary = read_json(pdir / "summary.json")
-                verdict = on_main(acc, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
+                summary = summary_record.read(pdir / summary_record.FILE_NAME)
+                verdict = on_main(accelerator, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
                 current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
                 say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'})")
                 if not verdict["passed"]:
@@ -333,11 +420,11 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
             say(f"pipeline: {phase} already done, skipping")
             current = pdir / "model"
             refs[phase] = previous = locate_samples(read_json(pdir / PHASE_METRICS), pdir)
-            if not read_json(pdir / "gate.json")["passed"]:
+            if not gate_record.read(pdir / gate_record.FILE_NAME)["passed"]:
                 return EXIT_GATE_FAILED
             continue
         refuse_vacuous_now(phase)
-        say(f"pipeline: phase {phase} from {current} ({acc.num_processes} process(es))")
+        say(f"pipeline: phase {phase} from {current} ({accelerator.num_processes} process(es))")
         t0 = time.perf_counter()
         if phase == "cpt":
             summary = run_cpt(cfg, current, pdir, r.tokenizer, resume=True)
@@ -351,7 +438,7 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
             say(f"pipeline: {phase} stopped by its time cap; re-run with --resume")
             return EXIT_TIME_CAP
         t1 = time.perf_counter()
-        verdict = on_main(acc, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
+        verdict = on_main(accelerator, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
         note_time(phase, {"train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
         current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
         say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'}); "
@@ -382,7 +469,7 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
                                                    pdir / "single_stage" / "eval", evaluate_fn)
     results = _merge(evaluated, internal)
     write_json(pdir / PHASE_METRICS, results)
-    write_json(pdir / "summary.json", summary)
+    summary_record.write(pdir / summary_record.FILE_NAME, {"phase": phase, **summary})
     # the gate's source: the phase model's lm-eval results (its plain-text run when gated_only asked for no other)
     source = next((f for f in (pdir / "eval" / "results.json", pdir / PLAIN_DIR / "results.json")
                    if evaluated and f.is_file()), pdir / PHASE_METRICS)
@@ -398,8 +485,6 @@ def _phase_reports(out: Path, phase: str) -> None:
     """Forgetting and ablation reports that follow the phase (ablations.py), after its gate and done.json: extras
     that explain the verdict, so a missing input or a failure is one printed line, never an exit code."""
     try:
-        from soaes_bench.training.ablations import phase_reports
-
         for name, what in phase_reports(out, phase).items():
             print(f"pipeline: {name}: {'wrote ' + str(what) if isinstance(what, Path) else what}", flush=True)
     except Exception as e:  # noqa: BLE001 - the report must never change the run's outcome
@@ -408,3 +493,47 @@ def _phase_reports(out: Path, phase: str) -> None:
 
 def cli_pipeline(args) -> int:
     return run_pipeline(args.recipe, args.output, resume=args.resume, only=args.only)
+
+
+# soaes-bench gate ------------------------------------------------------------------------------------------------
+def cli_gate(args) -> int:
+    """`soaes-bench gate`: judge one phase's gates of a recipe on saved runs; exit 0 pass, 3 fail, 2 bad input."""
+    if args.resamples < 1:
+        raise UserError(f"--resamples: must be >= 1, got {args.resamples}")
+    r = load_dataclass(PipelineRecipe, args.recipe)
+    validate(r, str(args.recipe))
+    phases = r.phases()
+    if args.phase not in phases:
+        raise UserError(f"--phase: {args.phase!r} is not a phase of {args.recipe} ({', '.join(phases)})")
+    checks = getattr(r, args.phase).gates
+    given: dict[str, list[str]] = {}
+    for spec in args.reference or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--reference: expected NAME=RUN, got {spec!r}")
+        given.setdefault(name, []).append(path)
+    references = {name: load_run(paths) for name, paths in given.items()}
+    # the references a phase computes itself (pipeline._finish_phase), from the phase folder's summary.json
+    for d in [Path(x) for x in args.results if (Path(x) / "summary.json").is_file()]:
+        summary = summary_record.read(d / summary_record.FILE_NAME)
+        if "baseline" not in references and isinstance((summary.get("baseline") or {}).get("results"), dict):
+            references["baseline"] = summary["baseline"]["results"]
+        if "base_val" not in references and isinstance(summary.get("val_before"), dict):
+            references["base_val"] = _val_task(CPT_VAL_TASK, summary["val_before"])
+    i = phases.index(args.phase)
+    before = phases[i - 1] if i else "base"
+    if "previous" not in references and before in references:
+        references["previous"] = references[before]
+    for c in checks:
+        if c.reference is not None and c.reference not in references:
+            alias = f" (or {before}=RUN)" if c.reference == "previous" else ""
+            raise UserError(f"gate {c.name!r} compares with reference {c.reference!r}: pass --reference "
+                            f"{c.reference}=RUN{alias}")
+    results = load_run(args.results)
+    refuse_vacuous(checks, references, skip=INTERNAL_TASKS, where=f"{args.recipe}: {args.phase}.gates")
+    report = evaluate_gate(args.phase, checks, results, references, str(args.results[0]),
+                           resamples=args.resamples, seed=args.seed)
+    print(gate_markdown(report), end="")
+    if args.output:
+        write_gate(report, args.output)
+    return 0 if report["passed"] else EXIT_GATE_FAILED

@@ -4,8 +4,9 @@ Why paired: both runs answer the same items, so item difficulty cancels in B_i -
 visible where two independent CIs would overlap. Why a bootstrap over *sufficient statistics*: a corpus metric
 (BLEU-4) is not a mean of per-item scores, so each resample must recompute the corpus statistic from the resampled
 items. Every statistic here is f(sum over items of a per-item vector): a mean is f(s) = s / n; corpus BLEU is
-sacrebleu's score of the summed n-gram counts (lengths, matches, totals), so a resample costs one small sum instead
-of re-tokenising every sentence. bits-per-byte from (nll_nats, bytes) pairs is sum(nll) / sum(bytes) / ln 2.
+sacrebleu's score of the summed n-gram counts (lengths, matches, totals: soaes_bench.metrics.corpus_bleu), so a
+resample costs one small sum instead of re-tokenising every sentence. bits-per-byte from (nll_nats, bytes) pairs
+is sum(nll) / sum(bytes) / ln 2.
 
 All functions are pure: arrays in, numbers out; the random draw is a seeded numpy Generator, one
 `integers(0, n, (resamples, n))` stream (drawn in row chunks, which yields the same numbers), so results are
@@ -17,11 +18,12 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 from scipy.stats import binom
+
+from soaes_bench.defaults import BOOTSTRAP_SEED, CONFIDENCE, RESAMPLES
 
 _CHUNK = 2_000_000  # items gathered per chunk of resamples (bounds memory for large n)
 
@@ -119,13 +121,13 @@ def _paired_draws(a, b, statistic: Statistic, resamples: int, seed: int, statist
     return n, pa, pb, statistic(sums[:, :k], n), stat_b(sums[:, k:], n)
 
 
-def paired_bootstrap(a, b, statistic: Statistic = mean_statistic, resamples: int = 2000, seed: int = 0,
-                     confidence: float = 0.95, statistic_b: Statistic | None = None) -> Paired:
+def paired_bootstrap(a, b, statistic: Statistic = mean_statistic, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                     confidence: float = CONFIDENCE, statistic_b: Statistic | None = None) -> Paired:
     """Paired bootstrap of statistic(B) - statistic(A) and statistic(B) / statistic(A) over the same items.
 
     `a`, `b`: per-item values (n,) or per-item sufficient statistics (n, k), row i of both is item i.
     The same resampled item indices are used for A and B (that is what makes it paired).
-    `statistic_b` (default: `statistic`) when B's statistic needs its own closure (see `bleu_items`).
+    `statistic_b` (default: `statistic`) when B's statistic needs its own closure (see `corpus_bleu.bleu_items`).
     """
     n, pa, pb, sa, sb = _paired_draws(a, b, statistic, resamples, seed, statistic_b)
     diffs = sb - sa
@@ -137,8 +139,8 @@ def paired_bootstrap(a, b, statistic: Statistic = mean_statistic, resamples: int
                   ratio=pb / pa if pa != 0 else math.nan, ratio_low=rlo, ratio_high=rhi, p_value=bootstrap_p(diffs))
 
 
-def bootstrap_ci(x, statistic: Statistic = mean_statistic, resamples: int = 2000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_ci(x, statistic: Statistic = mean_statistic, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                 confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """(value, low, high): percentile bootstrap CI of one run's statistic (for error bars)."""
     x = _as_items(x)
     if len(x) == 0:
@@ -148,17 +150,21 @@ def bootstrap_ci(x, statistic: Statistic = mean_statistic, resamples: int = 2000
     return float(statistic(x.sum(axis=0)[None, :], len(x))[0]), lo, hi
 
 
-def normal_diff_ci(a: float, se_a: float, b: float, se_b: float, confidence: float = 0.95) -> tuple[float, float]:
-    """CI of B - A from two independent standard errors (the fallback when no per-item samples exist)."""
+def normal_z(confidence: float = CONFIDENCE) -> float:
+    """z of a two-sided normal interval at `confidence`: z_{0.975} = 1.959964 for 95%."""
     from scipy.stats import norm
 
-    z = float(norm.ppf(0.5 + confidence / 2.0))
-    half = z * math.sqrt(se_a**2 + se_b**2)
+    return float(norm.ppf(0.5 + confidence / 2.0))
+
+
+def normal_diff_ci(a: float, se_a: float, b: float, se_b: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """CI of B - A from two independent standard errors (the fallback when no per-item samples exist)."""
+    half = normal_z(confidence) * math.sqrt(se_a**2 + se_b**2)
     return (b - a) - half, (b - a) + half
 
 
 # Repeated timings ------------------------------------------------------------------------------------------------
-def median_ci(values: Sequence[float], level: float = 0.95) -> dict:
+def median_ci(values: Sequence[float], level: float = CONFIDENCE) -> dict:
     """Median of repeated timings or speed ratios (profiles, benchmarks) with a distribution-free CI of the median.
 
     The interval is a pair of order statistics (x_(k), x_(n-k+1)) of the n sorted values: whatever the distribution
@@ -224,65 +230,9 @@ def mcnemar(a_correct: Sequence, b_correct: Sequence) -> tuple[int, int, float]:
     return b, c, mcnemar_p(b, c)
 
 
-# corpus BLEU-4 ---------------------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _bleu():
-    from sacrebleu.metrics import BLEU
-
-    return BLEU(tokenize="zh")  # the configuration of soaes_bench.metrics.chinese.bleu4 (sacrebleu defaults + zh)
-
-
-def bleu_stats(pairs: Sequence[Sequence[str]]) -> np.ndarray:
-    """(n, 2 + 2*4) per-item sacrebleu statistics [hyp_len, ref_len, correct_1..4, total_1..4] of (pred, ref) pairs."""
-    preds = [p for p, _ in pairs]
-    refs = [r for _, r in pairs]
-    return np.asarray(_bleu()._extract_corpus_statistics(preds, [refs]), dtype=float).reshape(len(pairs), -1)
-
-
-def bleu_statistic(sums: np.ndarray, n: int) -> np.ndarray:
-    """Corpus BLEU-4 (0-100) of each row of summed `bleu_stats`."""
-    metric = _bleu()
-    return np.array([metric._compute_score_from_stats([int(v) for v in row]).score for row in sums])
-
-
-def reference_bleu4(preds: Sequence[str], refs: Sequence[str]) -> float:
-    """Corpus BLEU-4 by the project's metric (soaes_bench.metrics.chinese.bleu4), sacrebleu zh if it is absent."""
-    try:
-        from soaes_bench.metrics.chinese import bleu4
-    except ImportError:
-        return float(_bleu().corpus_score(list(preds), [list(refs)]).score)
-    return float(bleu4(preds, refs))
-
-
-def bleu_items(pairs: Sequence[Sequence[str]]) -> tuple[np.ndarray, Statistic]:
-    """Per-item statistics and statistic for corpus BLEU-4, checked against the project's bleu4 on all items.
-
-    If the summed-statistics shortcut ever disagrees with `metrics.chinese.bleu4` (its configuration changed), fall
-    back to recomputing bleu4 on every resample from the pairs themselves: slower, but never a different metric.
-    """
-    stats = bleu_stats(pairs)
-    fast = float(bleu_statistic(stats.sum(axis=0)[None, :], len(pairs))[0])
-    preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
-    if abs(fast - reference_bleu4(preds, refs)) < 1e-9:
-        return stats, bleu_statistic
-    # slow path: per-item one-hot rows; a resample's sums are item counts, expanded back into a list of pairs
-    eye = np.eye(len(pairs))
-
-    def slow(sums: np.ndarray, n: int) -> np.ndarray:
-        out = []
-        for row in sums:
-            reps = np.rint(row).astype(int)
-            p = [x for x, k in zip(preds, reps) for _ in range(k)]
-            r = [x for x, k in zip(refs, reps) for _ in range(k)]
-            out.append(reference_bleu4(p, r) if p else math.nan)
-        return np.array(out)
-
-    return eye, slow
-
-
 # Gate decisions: power, multiplicity, superiority, non-inferiority ------------------------------------------------
-# Used by soaes_bench/training/gates.py (its docstring states the rules); every function is pure.
-def paired_bootstrap_draws(a, b, statistic: Statistic = mean_statistic, resamples: int = 2000, seed: int = 0,
+# Used by soaes_bench/reporting/gates.py (its docstring states the rules); every function is pure.
+def paired_bootstrap_draws(a, b, statistic: Statistic = mean_statistic, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
                            statistic_b: Statistic | None = None) -> tuple[float, float, np.ndarray]:
     """(statistic(A), statistic(B), the (R,) bootstrap draws of statistic(B) - statistic(A)).
 
@@ -292,8 +242,8 @@ def paired_bootstrap_draws(a, b, statistic: Statistic = mean_statistic, resample
     return pa, pb, np.asarray(sb - sa, dtype=float)
 
 
-def bootstrap_draws(x, statistic: Statistic = mean_statistic, resamples: int = 2000,
-                    seed: int = 0) -> tuple[float, np.ndarray]:
+def bootstrap_draws(x, statistic: Statistic = mean_statistic, resamples: int = RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> tuple[float, np.ndarray]:
     """(statistic of one run, its (R,) bootstrap draws): the one-sample counterpart of `paired_bootstrap_draws`."""
     x = _as_items(x)
     if len(x) == 0:
@@ -302,7 +252,7 @@ def bootstrap_draws(x, statistic: Statistic = mean_statistic, resamples: int = 2
     return float(statistic(x.sum(axis=0)[None, :], len(x))[0]), np.asarray(draws, dtype=float)
 
 
-def percentile_ci(draws: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+def percentile_ci(draws: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Percentile interval of bootstrap draws (non-finite draws dropped), as paired_bootstrap reports it."""
     return _percentiles(np.asarray(draws, dtype=float), confidence)
 

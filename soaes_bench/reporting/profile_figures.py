@@ -1,6 +1,6 @@
 """Profiler figures (PNG + SVG, paper style from soaes_bench.reporting.style), drawn from a profile.json object.
 
-    from soaes_bench.speculative.figures import write_figures
+    from soaes_bench.reporting.profile_figures import write_figures
     write_figures(read_json("reports/profile/profile.json"), "reports/profile/figures")
 
 speedup_vs_gamma: measured speedup (median over repeats; bars: its order-statistic CI, whose real level, e.g. 75% for
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from soaes_bench.reporting import style
-from soaes_bench.reporting.stats import level_label
+from soaes_bench.stats import level_label
 
 FORMATS = ("png", "svg")
 

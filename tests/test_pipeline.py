@@ -8,10 +8,10 @@ import torch
 import yaml
 
 from soaes_bench.errors import UserError
-from soaes_bench.training import distill as DS
+from soaes_bench.training import distill
 from soaes_bench.training.fixtures import micro_pipeline, tiny_tokenizer
-from soaes_bench.training.model import load_tokenizer, new_model, save_model
-from soaes_bench.training.pipeline import EXIT_GATE_FAILED, EvalSpec, run_pipeline
+from soaes_bench.models import load_tokenizer, new_model, save_model
+from soaes_bench.pipeline import EXIT_GATE_FAILED, EvalSpec, run_pipeline
 
 
 
@@ -27,7 +27,7 @@ def world(tmp_path_factory):
 def _no_floors(monkeypatch):
     """fake_evaluate() below scores bits per token of tiny models under real task names: the real content-free
     floors of those tasks would call their gates vacuous. The refusal tests set their own floors."""
-    from soaes_bench.training import gates
+    from soaes_bench.reporting import gates
 
     monkeypatch.setattr(gates, "best_floor_of", lambda task, metric: None)
 
@@ -53,7 +53,7 @@ def test_micro_pipeline_runs_gates_and_resumes(world, tmp_path):
     assert cpt["value"] < cpt["reference_value"]  # domain validation loss fell during CPT
     summary = json.loads((out / "sft" / "summary.json").read_text())
     assert summary["single_stage"]["steps"] == 6 and [s["steps"] for s in summary["stages"]] == [3, 3]
-    res = json.loads((out / "distill" / "phase_metrics.json").read_text())["tasks"][DS.HELDOUT_TASK]["metrics"]
+    res = json.loads((out / "distill" / "phase_metrics.json").read_text())["tasks"][distill.HELDOUT_TASK]["metrics"]
     assert 0.0 <= res["top1_agreement"]["value"] <= 1.0
     # resume: everything is done -> nothing retrained, same exit code
     mtime = (out / "sft" / "model" / "model.safetensors").stat().st_mtime
@@ -98,9 +98,9 @@ def test_teacher_cache_is_reused_and_keyed(world, tmp_path):
     teacher = new_model("micro", tok, seed=5, max_position=64)
     tdir = save_model(teacher, tok, tmp_path / "teacher")
     blocks = torch.randint(0, len(tok), (3, 16))
-    cfg = DS.DistillConfig(top_k=4, seq_len=16)
+    cfg = distill.DistillConfig(top_k=4, seq_len=16)
     path = tmp_path / "cache.safetensors"
-    v1, i1 = DS.teacher_cache(teacher, tdir, blocks, cfg, path)
+    v1, i1 = distill.teacher_cache(teacher, tdir, blocks, cfg, path)
     assert v1.shape == (3, 16, 4) and v1.dtype == torch.float16 and i1.dtype == torch.int16
     from soaes_bench.training.losses import teacher_topk
 
@@ -108,9 +108,9 @@ def test_teacher_cache_is_reused_and_keyed(world, tmp_path):
     ref_v, ref_i = teacher_topk(full.flatten(0, 1), 4)
     torch.testing.assert_close(v1.float().flatten(0, 1), ref_v, atol=1e-2, rtol=1e-3)
     stamp = path.stat().st_mtime_ns
-    DS.teacher_cache(teacher, tdir, blocks, cfg, path)
+    distill.teacher_cache(teacher, tdir, blocks, cfg, path)
     assert path.stat().st_mtime_ns == stamp  # reused
-    DS.teacher_cache(teacher, tdir, blocks, DS.DistillConfig(top_k=4, seq_len=16, temperature=2.0), path)
+    distill.teacher_cache(teacher, tdir, blocks, distill.DistillConfig(top_k=4, seq_len=16, temperature=2.0), path)
     assert path.stat().st_mtime_ns != stamp  # other temperature -> rebuilt
 
 
@@ -119,8 +119,8 @@ def test_distill_refuses_a_teacher_with_another_vocabulary(world, tmp_path):
     other = tiny_tokenizer(tmp_path / "other", vocab_size=350)
     save_model(new_model("micro", other, seed=0), other, tmp_path / "teacher")
     with pytest.raises(UserError, match="tokenizers differ"):
-        DS.run_distill(DS.DistillConfig(data=[str(root / "domain.jsonl")]), tmp_path / "teacher", tmp_path / "d",
-                       tokenizer_dir=root / "tok")
+        distill.run_distill(distill.DistillConfig(data=[str(root / "domain.jsonl")]), tmp_path / "teacher", tmp_path / "d",
+                            tokenizer_dir=root / "tok")
 
 
 def _fake_evaluate(root, calls):
@@ -128,12 +128,12 @@ def _fake_evaluate(root, calls):
     (chat_template "off" adds 1 so plain-text results are told apart)."""
     import math
 
-    from soaes_bench.training import data as D
+    from soaes_bench.training import data
     from soaes_bench.training.loop import mean_block_loss
 
     def fake_evaluate(model, tokenizer, suite=None, tasks=None, limit=None, batch_size=8, chat_template="auto",
                       gen_batch_size=32, model_info=None):
-        blocks, _ = D.packed_corpus(root / "domain.jsonl", tokenizer, 32, seed=9)
+        blocks, _ = data.packed_corpus(root / "domain.jsonl", tokenizer, 32, seed=9)
         bpt = mean_block_loss(model, blocks[:8]) / math.log(2) + (chat_template == "off")
         calls.append({"value": bpt, "tasks": tasks, "chat_template": chat_template, "model": model_info})
         names = tasks or ["soaes_domain_bpb"]
@@ -267,7 +267,7 @@ def test_gate_report_names_the_plain_results_when_the_model_has_no_other(world, 
 
 
 def _floor(monkeypatch, value):
-    from soaes_bench.training import gates
+    from soaes_bench.reporting import gates
 
     monkeypatch.setattr(gates, "best_floor_of", lambda task, metric: ("tiny floor", value)
                         if (task, metric) == ("soaes_domain_bpb", "bits_per_byte") else None)

@@ -10,7 +10,8 @@ import copy
 from pathlib import Path
 
 from soaes_bench.errors import UserError
-from soaes_bench.speculative.provenance import cpu_has_bf16
+from soaes_bench.models import load_model, load_tokenizer
+from soaes_bench.records.provenance import cpu_has_bf16
 
 
 def make_qwen2(vocab_size: int, layers: int, hidden: int, heads: int = 2, kv_heads: int = 1,
@@ -78,8 +79,6 @@ def load_pair(target_dir: str | Path, draft_dir: str | Path, device: str = "cpu"
 
     Each tokenizer comes from its model dir, falling back to the shared one (soaes_bench/assets/tokenizer).
     """
-    from soaes_bench.training.model import load_model, load_tokenizer
-
     dtype = resolve_dtype(dtype, device)
     models, toks = [], []
     for path in (target_dir, draft_dir):

@@ -8,9 +8,9 @@ import pytest
 
 from soaes_bench.cli import main
 from soaes_bench.config import load_dataclass
-from soaes_bench.training.base import BaseRecipe, train_base
+from soaes_bench.training.pretrain import BaseRecipe, train_base
 from soaes_bench.training.fixtures import tiny_corpus, tiny_tokenizer
-from soaes_bench.training.model import load_model, load_tokenizer
+from soaes_bench.models import load_model, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Named Qwen2 sizes, and saving/loading model directories the one way every module uses.
 
-Sizes follow docs/DESIGN.md and /work/shared/notes/cpu-speculative-feasibility.md:
+Sizes follow docs/DESIGN.md ("Models"):
 - "target" 8 x 384 (17.2M params with the 12k vocab): the smallest target that leaves speculative decoding real
   headroom on 2 CPU cores (~5 ms per decode step).
 - "draft" 1 x 128 (1.7M): small models are mostly per-forward and per-layer overhead, so one layer is the cheapest
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from soaes_bench.errors import UserError
 from soaes_bench.io import write_json
+from soaes_bench.paths import TOKENIZER_DIR
 
 # layers, hidden, attention heads, KV heads, MLP intermediate
 SIZES: dict[str, dict[str, int]] = {
@@ -185,12 +186,21 @@ def load_tokenizer(path: str | os.PathLike | None = None):
     """The shared tokenizer (default soaes_bench/assets/tokenizer) or the one saved inside a model dir."""
     from transformers import AutoTokenizer
 
-    from soaes_bench.paths import TOKENIZER_DIR
-
     p = Path(path) if path is not None else TOKENIZER_DIR
     if not (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
         raise UserError(f"{p}: no tokenizer files (run `soaes-bench data build` to create the shared tokenizer)")
     return AutoTokenizer.from_pretrained(p, trust_remote_code=False, local_files_only=True)
+
+
+def load_for_eval(model_dir: str | os.PathLike):
+    """(model, tokenizer) of a model directory to evaluate as it is: `load_model` (float32) and the tokenizer saved
+    inside it. The record's `model` block comes from soaes_bench.records.provenance.model_block."""
+    model_dir = Path(model_dir)
+    check_model_dir(model_dir, require_tokenizer=True)
+    try:
+        return load_model(model_dir), load_tokenizer(model_dir)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{model_dir}: cannot load model ({str(e).splitlines()[0]})") from None
 
 
 def check_same_vocab(tok_a, tok_b, what: str = "draft vs target") -> None:

@@ -7,8 +7,8 @@ import torch
 
 from soaes_bench.errors import UserError
 from soaes_bench.training.fixtures import tiny_tokenizer
-from soaes_bench.training.model import (SIZES, build_config, check_same_vocab, load_model, load_tokenizer, n_params,
-                                        new_model, save_model)
+from soaes_bench.models import (SIZES, build_config, check_same_vocab, load_model, load_tokenizer, n_params,
+                                new_model, save_model)
 
 
 

@@ -26,7 +26,7 @@ Statistical checks (`test`; the direction comes from the metric: results' higher
 soaes_bench.results.metric_higher_is_better). d = model - reference over the n items both runs answered (matched by
 id); its 95% CI is a paired percentile bootstrap (RESAMPLES draws, seed SEED) of the metric's own statistic: the mean
 of per-item scores, corpus BLEU-4 from summed n-gram counts, or bits per byte = sum(nll) / sum(bytes) / ln 2 (the
-choice of soaes_bench.reporting.compare.paired_stats).
+choice of soaes_bench.reporting.compare.metric_items).
 
 - `superior`: the CI excludes 0 on the good side: d_low > 0 (higher is better) or d_high < 0 (lower is better).
   One-sided p for H0 "d <= 0" ("d >= 0").
@@ -50,98 +50,36 @@ Without per-item samples (phase-internal tasks cpt_val, draft_heldout) the line 
 approximation), or shows none; statistical checks then fail, and pipeline.validate refuses them up front.
 
 Vacuous gates are refused (UserError, exit 2) before any training, when the best content-free floor of the task
-(soaes_bench.metrics.floors.best_floor: what a model that reads nothing scores) would pass: see `vacuity`.
+(soaes_bench.evaluation.task_floors.best_floor: what a model that reads nothing scores) would pass: see `vacuity`.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from soaes_bench import results as R
-from soaes_bench.config import positive
+from soaes_bench import defaults, stats
 from soaes_bench.errors import UserError
-from soaes_bench.io import atomic_write_text, read_json, write_json
-from soaes_bench.reporting import stats
+from soaes_bench.evaluation import task_floors
+from soaes_bench.io import atomic_write_text, read_json
 from soaes_bench.reporting.compare import metric_items
+from soaes_bench.records import gate as gate_record
+from soaes_bench.records import results as results_record
+from soaes_bench.results import (ACCURACY_METRICS, FORM_METRICS, PLAIN, PLAIN_DIR, find_results, load_samples,
+                                 metric_higher_is_better)
+from soaes_bench.results import validate as validate_results
+from soaes_bench.training.gate_spec import Check
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-GATE_SCHEMA, GATE_VERSION = "soaes-bench/gate", 1
-TESTS = ("superior", "non_inferior")
 ALPHA, POWER = 0.05, 0.8  # two-sided level of every CI and of the MDE; tests are one-sided at ALPHA / 2
 CONFIDENCE = 1 - ALPHA
-RESAMPLES, SEED = 2000, 0
+RESAMPLES, SEED = defaults.RESAMPLES, defaults.BOOTSTRAP_SEED
 # results the pipeline computes itself, with no per-item samples (statistical checks cannot read them)
 NO_SAMPLES_REFERENCES = ("base_val", "baseline")
-
-
-def _finite(name: str, v) -> None:
-    if v is not None and not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v}")
-
-
-@dataclass
-class Check:
-    name: str = field(metadata={"help": "short label shown in gate.md"})
-    metric: str = field(metadata={"help": "metric key, e.g. acc, rouge1, bits_per_byte, top1_agreement"})
-    task: str = field(metadata={"help": "task or group name in the results (<task>@plain: the plain-text run)"})
-    op: Literal[">=", "<=", ">", "<"] | None = field(default=None, metadata={
-        "help": "point checks: value op bound (default >=); statistical checks take the metric's direction"})
-    threshold: float | None = field(default=None, metadata={"help": "absolute bound"})
-    reference: str | None = field(default=None, metadata={"help": "results to compare with (base, previous, <phase>, ...)"})
-    margin: float = field(default=0.0, metadata={
-        "help": "point checks: added to the reference value (bound = ref * ratio + margin); non_inferior: the "
-                "largest tolerated loss, in metric units (> 0)"})
-    ratio: float | None = field(default=None, metadata={
-        "help": "multiplies the reference value, e.g. 0.95 = keep 95% of the base accuracy", "check": positive})
-    test: Literal["superior", "non_inferior"] | None = field(default=None, metadata={
-        "help": "decide on per-item samples, paired with the reference: superior = CI of model - reference "
-                "excludes 0 on the good side; non_inferior = its bad end stays within margin (Holm per phase)"})
-    blocking: bool = field(default=True, metadata={
-        "help": "false: judged and reported like any check (FAIL in gate.md), but a failure does not fail the "
-                "phase: for claims under study (a paper effect the recipe's budget may not reach)"})
-
-    def __post_init__(self):
-        where = f"gate {self.name!r}"
-        try:
-            _finite("threshold", self.threshold)
-            _finite("margin", self.margin)
-            _finite("ratio", self.ratio)
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
-        if self.test is None:
-            if (self.threshold is None) == (self.reference is None):
-                raise ValueError(f"{where}: give exactly one of threshold and reference")
-            if self.ratio is not None and self.reference is None:
-                raise ValueError(f"{where}: ratio needs a reference")
-            if self.op is None:
-                self.op = ">="
-            return
-        if self.test not in TESTS:
-            raise ValueError(f"{where}: test must be one of {', '.join(TESTS)}, got {self.test!r}")
-        if self.reference is None or self.threshold is not None:
-            raise ValueError(f"{where}: test {self.test} needs a reference (and no threshold): it compares two runs "
-                             f"item by item")
-        if self.op is not None:
-            raise ValueError(f"{where}: test {self.test} takes no op: the direction is the metric's "
-                             f"(higher or lower is better)")
-        if self.ratio is not None:
-            raise ValueError(f"{where}: test {self.test} takes no ratio (non_inferior: give margin in metric units)")
-        if self.metric in getattr(R, "DIRECTION_NEUTRAL", ()):
-            raise ValueError(f"{where}: test {self.test}: {self.metric} has no better direction; use a point check "
-                             f"(op with threshold or reference)")
-        if self.test == "superior" and self.margin != 0:
-            raise ValueError(f"{where}: test superior takes no margin (it asks for a CI clear of 0); use "
-                             f"non_inferior with a margin, or a point check")
-        if self.test == "non_inferior" and not self.margin > 0:
-            raise ValueError(f"{where}: test non_inferior needs margin > 0 (the largest tolerated loss, in metric "
-                             f"units), got {self.margin}")
 
 
 # reading results ------------------------------------------------------------------------------------------------
@@ -161,7 +99,7 @@ def higher_is_better(results: dict | None, task: str, metric: str) -> bool:
     hib = entry.get("higher_is_better") if isinstance(entry, dict) else None
     if isinstance(hib, dict) and isinstance(hib.get(metric), bool):
         return hib[metric]
-    return R.metric_higher_is_better(metric)
+    return metric_higher_is_better(metric)
 
 
 def _entry(results: dict | None, task: str) -> dict:
@@ -174,10 +112,10 @@ def _tasks_of(results_json: Path, suffix: str) -> dict:
     without a chat template (env.chat_template false: a plain-text model, the content-free model) is the plain-text
     form too, so its tasks also stand for <task>@plain."""
     obj = read_json(results_json)
-    R.validate(obj, results_json)
+    validate_results(obj, results_json)
     out = {k + suffix: dict(v, results_path=str(results_json)) for k, v in obj["tasks"].items()}
     if not suffix and (obj.get("env") or {}).get("chat_template") is False:
-        out |= {k + R.PLAIN: v for k, v in out.items()}
+        out |= {k + PLAIN: v for k, v in out.items()}
     return out
 
 
@@ -188,10 +126,10 @@ def locate_samples(merged: dict, phase_dir: str | Path) -> dict:
     for name, entry in (merged.get("tasks") or {}).items():
         if not isinstance(entry, dict):
             continue
-        f = Path(phase_dir) / (R.PLAIN_DIR if name.endswith(R.PLAIN) else "eval") / "results.json"
+        f = Path(phase_dir) / (PLAIN_DIR if name.endswith(PLAIN) else "eval") / "results.json"
         if f not in found:
             found[f] = set((read_json(f).get("tasks") or {}) if f.is_file() else ())
-        if name.removesuffix(R.PLAIN) in found[f]:
+        if name.removesuffix(PLAIN) in found[f]:
             entry["results_path"] = str(f)
     return merged
 
@@ -206,8 +144,8 @@ def load_run(paths) -> dict:
         if p.is_dir():
             if (p / "results.json").is_file():
                 p = p / "results.json"
-            elif any((p / d / "results.json").is_file() for d in ("eval", R.PLAIN_DIR)) or (p / "phase_metrics.json").is_file():
-                for sub, suffix in (("eval", ""), (R.PLAIN_DIR, R.PLAIN)):
+            elif any((p / d / "results.json").is_file() for d in ("eval", PLAIN_DIR)) or (p / "phase_metrics.json").is_file():
+                for sub, suffix in (("eval", ""), (PLAIN_DIR, PLAIN)):
                     if (p / sub / "results.json").is_file():
                         out["tasks"].update(_tasks_of(p / sub / "results.json", suffix))
                         if not suffix:
@@ -220,13 +158,13 @@ def load_run(paths) -> dict:
                         out["groups"].setdefault(k, v)
                 continue
             else:
-                p = R.find_results(p)
+                p = find_results(p)
         if not p.is_file():
             raise UserError(f"{p}: file not found")
         obj = read_json(p)
-        if isinstance(obj, dict) and obj.get("schema") == R.RESULTS_SCHEMA:
-            plain = p.parent.name == R.PLAIN_DIR
-            out["tasks"].update(_tasks_of(p, R.PLAIN if plain else ""))
+        if isinstance(obj, dict) and obj.get("schema") == results_record.SCHEMA:
+            plain = p.parent.name == PLAIN_DIR
+            out["tasks"].update(_tasks_of(p, PLAIN if plain else ""))
             if not plain:
                 out["groups"].update(obj.get("groups") or {})
         elif isinstance(obj, dict) and isinstance(obj.get("tasks"), dict):
@@ -234,7 +172,7 @@ def load_run(paths) -> dict:
             out["tasks"].update(saved["tasks"])
             out["groups"].update(saved.get("groups") or {})
         else:
-            raise UserError(f"{p}: neither a results.json (schema {R.RESULTS_SCHEMA}) nor phase metrics (a tasks object)")
+            raise UserError(f"{p}: neither a results.json (schema {results_record.SCHEMA}) nor phase metrics (a tasks object)")
     return out
 
 
@@ -250,7 +188,7 @@ class _Samples:
             return pd.DataFrame(columns=["id"])
         key = (path, task)
         if key not in self.cache:
-            self.cache[key] = R.load_samples(path, task.removesuffix(R.PLAIN))
+            self.cache[key] = load_samples(path, task.removesuffix(PLAIN))
         return self.cache[key]
 
 
@@ -294,7 +232,7 @@ def paired_test(sa: pd.DataFrame, sb: pd.DataFrame, metric: str, hib: bool, test
         out.update(p=_f(stats.one_sided_p(finite, null, hib)), p_null=f"diff {'<=' if hib else '>='} {null:g}",
                    ci_passes=(stats.superior(lo, hi, hib) if test == "superior"
                               else stats.non_inferior(lo, hi, margin, hib)))
-    if metric in R.ACCURACY_METRICS and kind == "mean":
+    if metric in ACCURACY_METRICS and kind == "mean":
         out["p_mcnemar"] = stats.mcnemar(xa, xb)[2]
     return out
 
@@ -348,7 +286,8 @@ def check_one(check: Check, results: dict, references: dict[str, dict], samples=
             note = f"{check.task}/{check.metric} missing in reference {check.reference!r}"
     if value is None:
         note = f"{check.task}/{check.metric} missing in results"
-    ci = [value - 1.96 * stderr, value + 1.96 * stderr] if value is not None and stderr else None
+    z = stats.normal_z(CONFIDENCE)
+    ci = [value - z * stderr, value + z * stderr] if value is not None and stderr else None
 
     if check.test is not None:
         null = stats.null_difference(check.test, check.margin, hib)
@@ -424,11 +363,9 @@ def evaluate_gate(phase: str, checks: list[Check], results: dict, references: di
             r["passed"] = False
             null = stats.null_difference(r["test"], r["margin"], r["higher_is_better"])
             r["note"] = _why_not(r, null, adj)
-    return {"schema": GATE_SCHEMA, "schema_version": GATE_VERSION, "phase": phase,
-            "passed": all(r["passed"] or not r.get("blocking", True) for r in rows), "checks": rows,
-            "results": results_path,
-            "alpha": ALPHA, "power": POWER, "resamples": resamples, "seed": seed,
-            "family": {"method": "holm", "size": len(family), "alpha_one_sided": ALPHA / 2}}
+    return gate_record.new(phase=phase, passed=all(r["passed"] or not r.get("blocking", True) for r in rows),
+                           checks=rows, results=results_path, alpha=ALPHA, power=POWER, resamples=resamples,
+                           seed=seed, family={"method": "holm", "size": len(family), "alpha_one_sided": ALPHA / 2})
 
 
 # gate.md ---------------------------------------------------------------------------------------------------------
@@ -483,9 +420,9 @@ def gate_markdown(report: dict) -> str:
 
 def write_gate(report: dict, out_dir: str | Path) -> Path:
     out = Path(out_dir)
-    write_json(out / "gate.json", report)
+    path = gate_record.write(out / gate_record.FILE_NAME, report)
     atomic_write_text(out / "gate.md", gate_markdown(report))
-    return out / "gate.json"
+    return path
 
 
 def check_references(checks: list[Check], available: set[str], where: str) -> None:
@@ -499,14 +436,8 @@ def check_references(checks: list[Check], available: set[str], where: str) -> No
 # vacuous gates ---------------------------------------------------------------------------------------------------
 def best_floor_of(task: str, metric: str) -> tuple[str, float] | None:
     """The best content-free floor of `task` (its @plain run: the same items) for `metric`, or None: what a model
-    that reads nothing scores (soaes_bench.metrics.floors). None when that module is not installed."""
-    try:
-        from soaes_bench.metrics.floors import best_floor
-    except ModuleNotFoundError as e:
-        if e.name in ("soaes_bench.metrics.floors", "soaes_bench.metrics"):
-            return None
-        raise
-    return best_floor(task.removesuffix(R.PLAIN), metric)
+    that reads nothing scores (soaes_bench.evaluation.task_floors)."""
+    return task_floors.best_floor(task.removesuffix(PLAIN), metric)
 
 
 def vacuity(check: Check, floor: tuple[str, float], ref_value: float | None = None,
@@ -520,7 +451,7 @@ def vacuity(check: Check, floor: tuple[str, float], ref_value: float | None = No
     - non_inferior: the floor is better than reference - margin (reference + margin when lower is better).
     Reference checks need `ref_value` (None: not checkable yet -> None)."""
     name, fv = floor
-    hib = R.metric_higher_is_better(check.metric) if hib is None else hib
+    hib = metric_higher_is_better(check.metric) if hib is None else hib
     at = f"{check.task}/{check.metric}"
     tail = "a content-free answer would pass"
     if check.test is None and check.reference is None:
@@ -559,7 +490,7 @@ def refuse_vacuous(checks: list[Check], references: dict[str, dict | None], skip
     `skip` (phase-internal ones, which have no floors) are skipped, and so are form metrics (results.FORM_METRICS):
     a gate on them guards the answers' form beside the ability gates, which are the ones held to the floors."""
     for c in checks:
-        if c.task in skip or c.task.removesuffix(R.PLAIN) in skip or c.metric in R.FORM_METRICS:
+        if c.task in skip or c.task.removesuffix(PLAIN) in skip or c.metric in FORM_METRICS:
             continue  # form metrics (distinct, looping): a content-free answer is perfect there by design
         ref_value, hib = None, None
         if c.reference is not None:
@@ -576,51 +507,3 @@ def refuse_vacuous(checks: list[Check], references: dict[str, dict | None], skip
         why = vacuity(c, (floor[0], float(floor[1])), ref_value, hib)
         if why:
             raise UserError(f"{where}: {why}" if where else why)
-
-
-# soaes-bench gate ------------------------------------------------------------------------------------------------
-def cli_gate(args) -> int:
-    """`soaes-bench gate`: judge one phase's gates of a recipe on saved runs; exit 0 pass, 3 fail, 2 bad input."""
-    from soaes_bench.config import load_dataclass
-    from soaes_bench.training.pipeline import (CPT_VAL_TASK, EXIT_GATE_FAILED, INTERNAL_TASKS, PipelineRecipe,
-                                               _val_task, validate)
-
-    if args.resamples < 1:
-        raise UserError(f"--resamples: must be >= 1, got {args.resamples}")
-    r = load_dataclass(PipelineRecipe, args.recipe)
-    validate(r, str(args.recipe))
-    phases = r.phases()
-    if args.phase not in phases:
-        raise UserError(f"--phase: {args.phase!r} is not a phase of {args.recipe} ({', '.join(phases)})")
-    checks = getattr(r, args.phase).gates
-    given: dict[str, list[str]] = {}
-    for spec in args.reference or []:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--reference: expected NAME=RUN, got {spec!r}")
-        given.setdefault(name, []).append(path)
-    references = {name: load_run(paths) for name, paths in given.items()}
-    # the references a phase computes itself (pipeline._finish_phase), from the phase folder's summary.json
-    for d in [Path(x) for x in args.results if (Path(x) / "summary.json").is_file()]:
-        summary = read_json(d / "summary.json")
-        if "baseline" not in references and isinstance((summary.get("baseline") or {}).get("results"), dict):
-            references["baseline"] = summary["baseline"]["results"]
-        if "base_val" not in references and isinstance(summary.get("val_before"), dict):
-            references["base_val"] = _val_task(CPT_VAL_TASK, summary["val_before"])
-    i = phases.index(args.phase)
-    before = phases[i - 1] if i else "base"
-    if "previous" not in references and before in references:
-        references["previous"] = references[before]
-    for c in checks:
-        if c.reference is not None and c.reference not in references:
-            alias = f" (or {before}=RUN)" if c.reference == "previous" else ""
-            raise UserError(f"gate {c.name!r} compares with reference {c.reference!r}: pass --reference "
-                            f"{c.reference}=RUN{alias}")
-    results = load_run(args.results)
-    refuse_vacuous(checks, references, skip=INTERNAL_TASKS, where=f"{args.recipe}: {args.phase}.gates")
-    report = evaluate_gate(args.phase, checks, results, references, str(args.results[0]),
-                           resamples=args.resamples, seed=args.seed)
-    print(gate_markdown(report), end="")
-    if args.output:
-        write_gate(report, args.output)
-    return 0 if report["passed"] else EXIT_GATE_FAILED

@@ -1,6 +1,6 @@
 """Reports the gates cannot give: sample-level forgetting, the SFT curriculum ablation, the distillation ablation.
 
-    python -m soaes_bench.training.ablations runs/reference [--resamples 2000] [--seed 0]
+    soaes-bench ablations runs/reference [--resamples 2000] [--seed 0]
 
 A gate says whether general accuracy stayed above a bound; it cannot say *which* items were forgotten, nor whether
 a mean that held hides many items lost and as many learned. SOAEsV2 claims both a domain gain and general-ability
@@ -13,7 +13,7 @@ distillation; these reports put numbers with paired uncertainty on each claim, f
     sft/ablation.json, .md       sft/single_stage/eval vs sft/eval: ROUGE-1/2/L, BLEU-4, diff, ratio, paired 95% CI
     distill/ablation.json, .md   distill/summary.json: undistilled (baseline) vs distilled draft held-out metrics
 
-The statistics are those of `soaes-bench compare` (reporting/compare.py, reporting/stats.py), not reimplemented.
+The statistics are those of `soaes-bench compare` (reporting/compare.py, soaes_bench/stats.py), not reimplemented.
 The JSON files hold {"rows": [flat objects]} so `soaes-bench report` renders them as tables (report.py picks up
 ablation*.json).
 """
@@ -21,13 +21,18 @@ ablation*.json).
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
+from soaes_bench import records, results, stats
+from soaes_bench.defaults import BOOTSTRAP_SEED, RESAMPLES
 from soaes_bench.errors import UserError
-from soaes_bench.io import atomic_write_text, iter_jsonl, read_json, write_json
+from soaes_bench.io import atomic_write_text, iter_jsonl, read_json
+from soaes_bench.paths import tasks_dir
+from soaes_bench.reporting.compare import check_comparable, paired_stats, render
+from soaes_bench.reporting.gates import metric_value
+from soaes_bench.results import PLAIN, PLAIN_DIR
+from soaes_bench.training.distill import HELDOUT_TASK
 
-ABLATION_SCHEMA, FORGETTING_SCHEMA, SCHEMA_VERSION = "soaes-bench/ablation", "soaes-bench/forgetting", 1
 GEN_TASKS = ("soaes_domain_knowledge", "soaes_domain_qa", "soaes_general_gen")
 GEN_METRICS = ("rouge1", "rouge2", "rougeL", "bleu4")
 DRAFT_METRICS = ("top1_agreement", "kl_teacher", "ce")  # distill.heldout_metrics; top1 = greedy acceptance at γ=1
@@ -49,8 +54,6 @@ def _suite(task: str, group: str | None) -> str:
 # ---------------------------------------------------------------- a) forgetting
 def _raw_rows(results_path: Path, task: str) -> dict[str, dict]:
     """Samples rows by id as written (load_samples keeps only metrics; the question may be elsewhere in the row)."""
-    from soaes_bench import results
-
     path = results.samples_path(results_path, task)
     return {} if path is None else {str(r.get("id")): r for _, r in iter_jsonl(path)}
 
@@ -69,8 +72,6 @@ def item_questions(ids, rows: dict[str, dict] | None = None, data_dirs=None) -> 
     ids = {str(i) for i in ids}
     found = {i: q for i in ids if (q := _question((rows or {}).get(i, {})))}
     if data_dirs is None:
-        from soaes_bench.paths import tasks_dir
-
         try:
             data_dirs = sorted(tasks_dir().glob("*/data"))
         except FileNotFoundError:
@@ -96,9 +97,6 @@ def forgetting(base_results, new_results, tasks=None, metric: str | None = None)
     (general / domain) so retention and domain gain are read apart. `metric=None`: each task's accuracy in its own
     form (ACCURACY_FORMS: letter acc, cloze_acc, circular_acc).
     """
-    from soaes_bench import results
-    from soaes_bench.reporting import stats
-
     pa, pb = results.find_results(base_results), results.find_results(new_results)
     ta, tb = read_json(pa).get("tasks") or {}, read_json(pb).get("tasks") or {}
 
@@ -132,8 +130,7 @@ def forgetting(base_results, new_results, tasks=None, metric: str | None = None)
                      "retention": float(b.mean() / a.mean()) if a.any() else None, "p_mcnemar": p,
                      "forgotten_ids": [str(i) for i in ids[a & ~b]],
                      "learned_ids": [str(i) for i in ids[~a & b]]})
-    return {"schema": FORGETTING_SCHEMA, "schema_version": SCHEMA_VERSION, "metric": metric or "accuracy", "base": str(pa),
-            "new": str(pb), "rows": rows}
+    return records.forgetting.new(metric=metric or "accuracy", base=str(pa), new=str(pb), rows=rows)
 
 
 def _f(x, d: int = 3) -> str:
@@ -145,8 +142,6 @@ def _p(x) -> str:
 
 
 def forgetting_markdown(rep: dict, examples: int = EXAMPLES) -> str:
-    from soaes_bench.reporting.compare import render
-
     out = [f"# Forgetting: `{rep['new']}` vs `{rep['base']}` ({rep['metric']})", ""]
     head = ["task", "metric", "n", "base acc", "new acc", "both right", "both wrong", "forgotten", "learned", "net",
             "retention", "p (McNemar)"]
@@ -182,14 +177,11 @@ def _short(text: str | None, width: int = 60) -> str:
 
 
 # ---------------------------------------------------------------- b) SFT curriculum ablation
-def sft_ablation(single_results, progressive_results, resamples: int = 2000, seed: int = 0,
+def sft_ablation(single_results, progressive_results, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
                  tasks=GEN_TASKS, metrics=GEN_METRICS) -> dict:
     """Single-stage vs domain-progressive SFT on the generation tasks: values, diff = progressive - single,
     ratio = progressive / single, and the paired bootstrap 95% CI of both over the shared items (compare.paired_stats:
     item means for ROUGE, corpus BLEU-4 recomputed from each resample's bleu_pairs)."""
-    from soaes_bench import results
-    from soaes_bench.reporting.compare import check_comparable, paired_stats
-
     ps, pp = results.find_results(single_results), results.find_results(progressive_results)
     check_comparable(results.load([ps]), results.load([pp]), ps, pp)
     ts, tp = read_json(ps).get("tasks") or {}, read_json(pp).get("tasks") or {}
@@ -208,13 +200,10 @@ def sft_ablation(single_results, progressive_results, resamples: int = 2000, see
             rows.append({k: _num(v) if isinstance(v, float) else v for k, v in row.items()})
     if not rows:
         raise UserError(f"sft ablation: no {'/'.join(metrics)} of {', '.join(tasks)} in both {ps} and {pp}")
-    return {"schema": ABLATION_SCHEMA, "schema_version": SCHEMA_VERSION, "ablation": "sft",
-            "single": str(ps), "progressive": str(pp), "resamples": resamples, "seed": seed, "rows": rows}
+    return records.ablation.new("sft", rows, single=str(ps), progressive=str(pp), resamples=resamples, seed=seed)
 
 
 def sft_markdown(rep: dict) -> str:
-    from soaes_bench.reporting.compare import render
-
     head = ["task", "metric", "single-stage", "progressive", "diff [95% CI]", "ratio [95% CI]", "p", "n"]
     rows = []
     for r in rep["rows"]:
@@ -234,7 +223,7 @@ def _draft_results(run_dir: Path) -> tuple[dict, dict]:
     """(undistilled, distilled) held-out results of the draft: distill/summary.json, else the model dirs' provenance."""
     d = run_dir / "distill"
     if (d / "summary.json").is_file():
-        s = read_json(d / "summary.json")
+        s = records.summary.read(d / "summary.json")
         base, dist = (s.get("baseline") or {}).get("results"), (s.get("distilled") or {}).get("results")
     else:
         base = (read_json(d / "baseline" / "model" / "soaes_training.json") if
@@ -250,11 +239,8 @@ def _draft_results(run_dir: Path) -> tuple[dict, dict]:
 def distill_ablation(run_dir) -> dict:
     """Undistilled vs distilled draft on the held-out blocks: top1_agreement (the greedy acceptance rate at γ = 1),
     kl_teacher and ce, with diff, ratio distilled / undistilled, and which is better. The agreement CI combines the
-    two binomial stderrs (the per-position pairs are not stored, so it is not paired and errs wide)."""
-    from soaes_bench.reporting.stats import normal_diff_ci
-    from soaes_bench.training.distill import HELDOUT_TASK
-    from soaes_bench.training.gates import metric_value
-
+    two drafts' block-clustered stderrs (distill.clustered_rate; the per-position pairs are not stored, so it is not
+    paired and errs wide)."""
     run_dir = Path(run_dir)
     base, dist = _draft_results(run_dir)
     rows = []
@@ -264,19 +250,16 @@ def distill_ablation(run_dir) -> dict:
             continue
         hib = ((dist.get("tasks") or {}).get(HELDOUT_TASK) or {}).get("higher_is_better") or {}
         higher = bool(hib.get(metric, metric == "top1_agreement"))
-        lo, hi = normal_diff_ci(vb, sb, vd, sd) if _num(sb) is not None and _num(sd) is not None else (None, None)
+        lo, hi = stats.normal_diff_ci(vb, sb, vd, sd) if _num(sb) is not None and _num(sd) is not None else (None, None)
         rows.append({"metric": metric, "higher_is_better": higher, "undistilled": vb, "distilled": vd,
                      "diff": vd - vb, "ratio": _num(vd / vb) if vb else None, "ci_low": _num(lo), "ci_high": _num(hi),
                      "better": "tie" if vd == vb else "distilled" if (vd > vb) == higher else "undistilled"})
     if not rows:
         raise UserError(f"{run_dir / 'distill'}: no {', '.join(DRAFT_METRICS)} in the draft held-out results")
-    return {"schema": ABLATION_SCHEMA, "schema_version": SCHEMA_VERSION, "ablation": "distill",
-            "source": str(run_dir / "distill"), "rows": rows}
+    return records.ablation.new("distill", rows, source=str(run_dir / "distill"))
 
 
 def distill_markdown(rep: dict) -> str:
-    from soaes_bench.reporting.compare import render
-
     rows = [[r["metric"] + ("" if r["higher_is_better"] else " ↓"), _f(r["undistilled"], 4), _f(r["distilled"], 4),
              _f(r["diff"], 4) + (f" [{_f(r['ci_low'], 4)}, {_f(r['ci_high'], 4)}]" if r["ci_low"] is not None else ""),
              _f(r["ratio"]), r["better"]] for r in rep["rows"]]
@@ -291,7 +274,7 @@ def distill_markdown(rep: dict) -> str:
 
 # ---------------------------------------------------------------- d) writers
 def _write(obj: dict, json_path: Path, markdown: str) -> Path:
-    write_json(json_path, obj)
+    records.write(json_path, obj)  # validated by its schema (ablation or forgetting)
     atomic_write_text(json_path.with_suffix(".md"), markdown)
     return json_path
 
@@ -305,8 +288,6 @@ def _eval(run_dir: Path, *parts: str) -> Path:
 
 def write_forgetting(run_dir, phase: str) -> Path:
     """base vs phase, plus the plain-text scores (eval_plain/, tasks shown as <task>@plain) when both have them."""
-    from soaes_bench.results import PLAIN, PLAIN_DIR
-
     run_dir = Path(run_dir)
     rep = forgetting(_eval(run_dir, "base"), _eval(run_dir, phase))
     plain = [run_dir / p / PLAIN_DIR / "results.json" for p in ("base", phase)]
@@ -318,7 +299,7 @@ def write_forgetting(run_dir, phase: str) -> Path:
     return _write(rep, run_dir / phase / "forgetting.json", forgetting_markdown(rep))
 
 
-def write_sft_ablation(run_dir, resamples: int = 2000, seed: int = 0) -> Path:
+def write_sft_ablation(run_dir, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Path:
     run_dir = Path(run_dir)
     rep = sft_ablation(_eval(run_dir, "sft", "single_stage"), _eval(run_dir, "sft"), resamples, seed)
     return _write(rep, run_dir / "sft" / "ablation.json", sft_markdown(rep))
@@ -332,7 +313,7 @@ def write_distill_ablation(run_dir) -> Path:
     return _write(rep, run_dir / "distill" / "ablation.json", distill_markdown(rep))
 
 
-def phase_reports(run_dir, phase: str, resamples: int = 2000, seed: int = 0) -> dict[str, object]:
+def phase_reports(run_dir, phase: str, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, object]:
     """The reports that follow `phase` -> {file: written Path, or the reason it was not written (a string)}.
     Never raises for a report: one missing or broken input must not cost the others (or the pipeline its run)."""
     run_dir = Path(run_dir)
@@ -352,7 +333,7 @@ def phase_reports(run_dir, phase: str, resamples: int = 2000, seed: int = 0) -> 
     return out
 
 
-def write_ablations(run_dir, resamples: int = 2000, seed: int = 0) -> dict[str, object]:
+def write_ablations(run_dir, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, object]:
     """Every report that the files in `run_dir` allow (phase_reports for cpt, sft, distill)."""
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: not a directory")
@@ -362,23 +343,10 @@ def write_ablations(run_dir, resamples: int = 2000, seed: int = 0) -> dict[str, 
     return out
 
 
-def main(argv=None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m soaes_bench.training.ablations", description=__doc__.split("\n")[0])
-    ap.add_argument("run_dir", help="pipeline output directory, e.g. runs/reference")
-    ap.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the SFT ablation CI")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    try:
-        written = write_ablations(args.run_dir, args.resamples, args.seed)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.code
+def cli_ablations(args) -> int:
+    """`soaes-bench ablations RUN_DIR`: every report the run directory's files allow (write_ablations); exit 0 when
+    at least one was written, 1 when none could be, 2 on bad input."""
+    written = write_ablations(args.run_dir, args.resamples, args.seed)
     for name, what in written.items():
         print(f"{name}: {'wrote ' + str(what) if isinstance(what, Path) else what}")
     return 0 if any(isinstance(w, Path) for w in written.values()) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,8 +3,6 @@ MDE), the refusal of vacuous gates, the gate.json / gate.md report and `soaes-be
 
 import json
 import math
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +10,15 @@ import pytest
 import yaml
 from fixtures.reporting_runs import make_results
 
-from soaes_bench import cli
-from soaes_bench import results as R
+from soaes_bench import cli, results, stats
 from soaes_bench.config import from_dict, load_dataclass
 from soaes_bench.errors import UserError
-from soaes_bench.reporting import stats
+from soaes_bench.pipeline import PipelineRecipe, validate
+from soaes_bench.reporting import gates
 from soaes_bench.reporting.compare import paired_stats
-from soaes_bench.training import gates as G
-from soaes_bench.training.gates import (Check, check_one, evaluate_gate, gate_markdown, load_run, metric_value,
-                                        refuse_vacuous, vacuity, write_gate)
-from soaes_bench.training.pipeline import PipelineRecipe, validate
+from soaes_bench.reporting.gates import (check_one, evaluate_gate, gate_markdown, load_run, metric_value, refuse_vacuous,
+                                         vacuity, write_gate)
+from soaes_bench.training.gate_spec import Check
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +33,8 @@ def test_absolute_threshold_and_ops():
     assert not check_one(Check("c", "acc", "t", ">", threshold=0.5), r, {})["passed"]
     assert check_one(Check("c", "acc", "t", "<", threshold=0.6), r, {})["passed"]
     row = check_one(Check("c", "acc", "t", "<=", threshold=0.4), r, {})
-    assert not row["passed"] and row["ci"] == pytest.approx([0.5 - 0.196, 0.5 + 0.196])
+    half = 0.1 * stats.normal_z(0.95)  # z_{0.975} = 1.959964
+    assert not row["passed"] and row["ci"] == pytest.approx([0.5 - half, 0.5 + half])
 
 
 def test_relative_to_reference_with_margin():
@@ -205,8 +203,8 @@ def test_superior_pairs_items_by_id_and_agrees_with_compare(tmp_path):
     assert row["passed"] and row["note"] is None and row["n"] == 40 and row["diff"] == pytest.approx(0.2)
     assert (row["op"], row["threshold"], row["p_null"], row["ci_method"]) == (">", 0.25, "diff <= 0", "paired-bootstrap")
     # the CI is `soaes-bench compare`'s paired bootstrap: same statistic, same draws
-    ps = paired_stats(R.load_samples(tmp_path / "ref" / "results.json", "soaes_domain_mc"),
-                      R.load_samples(tmp_path / "model" / "results.json", "soaes_domain_mc"), "acc", 2000, 0)
+    ps = paired_stats(results.load_samples(tmp_path / "ref" / "results.json", "soaes_domain_mc"),
+                      results.load_samples(tmp_path / "model" / "results.json", "soaes_domain_mc"), "acc", 2000, 0)
     assert row["diff_ci"] == pytest.approx([ps["ci_low"], ps["ci_high"]]) and row["diff_ci"][0] > 0
     assert row["p"] == pytest.approx(1 / 2001) and row["p_mcnemar"] == pytest.approx(stats.mcnemar_p(0, 8))
     d = np.array(better) - np.array(base)  # 8 ones, 32 zeros: MDE = 2.8016 * SD(d) / sqrt(40)
@@ -341,15 +339,15 @@ def _floors(monkeypatch, table):
             raise AssertionError("phase-internal tasks have no floors")
         return table.get((task, metric))
 
-    monkeypatch.setattr(G, "best_floor_of", fake)
+    monkeypatch.setattr(gates, "best_floor_of", fake)
     return calls
 
 
 def test_best_floor_of_calls_the_floors_module_on_the_task_under_plain(monkeypatch):
-    fake = types.ModuleType("soaes_bench.metrics.floors")
-    fake.best_floor = lambda task, metric, include_path=None: (f"floor of {task}", 0.5)
-    monkeypatch.setitem(sys.modules, "soaes_bench.metrics.floors", fake)
-    assert G.best_floor_of("soaes_general_mc@plain", "acc") == ("floor of soaes_general_mc", 0.5)
+    from soaes_bench.evaluation import task_floors
+
+    monkeypatch.setattr(task_floors, "best_floor", lambda task, metric, include_path=None: (f"floor of {task}", 0.5))
+    assert gates.best_floor_of("soaes_general_mc@plain", "acc") == ("floor of soaes_general_mc", 0.5)
 
 
 def test_vacuous_threshold_gate_is_refused_by_validate(monkeypatch, tmp_path):
@@ -388,7 +386,7 @@ def test_vacuous_reference_gates_are_refused_once_the_reference_is_known(monkeyp
 def no_floors(monkeypatch):
     """The fabricated runs below score 40 made-up items under real task names; the real floors (on 240 items)
     would call their gates vacuous. The refusal test sets its own floors."""
-    monkeypatch.setattr(G, "best_floor_of", lambda task, metric: None)
+    monkeypatch.setattr(gates, "best_floor_of", lambda task, metric: None)
 
 
 def _saved_runs(tmp_path, cpt_right=18):
@@ -421,7 +419,7 @@ def test_gate_command_exit_codes(tmp_path, capsys, no_floors):
     assert (tmp_path / "out" / "gate.md").read_text() == out
     rep = json.loads((tmp_path / "out" / "gate.json").read_text())
     assert rep["passed"] and [c["n"] for c in rep["checks"]] == [40, 40] and rep["family"]["size"] == 2
-    assert R.validate(rep, "gate.json") == "gate"  # still the v1 gate schema every reader knows
+    assert results.validate(rep, "gate.json") == "gate"  # still the v1 gate schema every reader knows
     # the model compared with itself: no gain -> exit 3; eval/ and eval_plain/ given one by one
     assert _gate("--recipe", recipe, "--phase", "cpt", "--results", base / "eval" / "results.json",
                  "--results", base / "eval_plain", "--reference", f"base={base}") == 3
@@ -473,13 +471,13 @@ def test_gate_command_reads_phase_internal_references_from_the_phase_folder(tmp_
 
 def test_a_failed_non_blocking_check_is_reported_but_does_not_fail_the_phase():
     res = {"tasks": {"t": {"metrics": {"acc": {"value": 0.2, "stderr": None}}}}}
-    claim = G.Check(name="claim", task="t", metric="acc", threshold=0.5, blocking=False)
-    guard = G.Check(name="guard", task="t", metric="acc", threshold=0.1)
-    report = G.evaluate_gate("cpt", [claim, guard], res, {})
+    claim = Check(name="claim", task="t", metric="acc", threshold=0.5, blocking=False)
+    guard = Check(name="guard", task="t", metric="acc", threshold=0.1)
+    report = gates.evaluate_gate("cpt", [claim, guard], res, {})
     assert report["passed"] and [r["passed"] for r in report["checks"]] == [False, True]
-    assert "FAIL (not blocking)" in G.gate_markdown(report)
-    strict = G.Check(name="guard", task="t", metric="acc", threshold=0.5)
-    assert not G.evaluate_gate("cpt", [strict, guard], res, {})["passed"]
+    assert "FAIL (not blocking)" in gates.gate_markdown(report)
+    strict = Check(name="guard", task="t", metric="acc", threshold=0.5)
+    assert not gates.evaluate_gate("cpt", [strict, guard], res, {})["passed"]
 
 
 def test_a_run_without_chat_template_also_stands_for_the_plain_tasks(tmp_path):

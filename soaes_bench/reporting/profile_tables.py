@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from soaes_bench.reporting.stats import level_label
+from soaes_bench.stats import level_label
 
 
 def _f(x, spec: str = ".3f") -> str:
