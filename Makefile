@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test check reports reference data bench clean
+.PHONY: install run test check calibrate reports reference data bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ check: install
 	$(BIN)/soaes-bench run --suite all --output reports/latest
 	$(BIN)/soaes-bench check --baseline reports/baseline/results.json --results reports/latest/results.json --policy reports/policy.yaml
 
+# reports/policy.yaml: check's tolerances from the target's run-to-run spread (docs/statistics.md#calibrated-tolerances)
+calibrate: install
+	$(BIN)/soaes-bench calibrate --model soaes_bench/assets/models/target --suite all --with reports/baseline/results.json --output reports/policy.yaml
+
 data: install
 	$(BIN)/soaes-bench data build
 	$(BIN)/soaes-bench data check
@@ -37,6 +41,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_sft_grouping.py
 	$(BIN)/python benchmarks/bench_draft_losses.py
 	$(BIN)/python benchmarks/bench_speculative.py --threads 1 --undistilled-draft soaes_bench/assets/models/draft_undistilled
+	$(BIN)/python benchmarks/bench_memory.py
 
 # Reports of the shipped models: the CI baseline, the speculative-decoding profiles and figures (20-50 min on 2 cores,
 # by CPU: without native bf16 the profiles run in float32).

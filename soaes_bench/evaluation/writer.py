@@ -91,6 +91,8 @@ def sample_row(sample: dict) -> dict:
     doc = sample.get("doc") or {}
     row = {"id": doc.get("id", sample["doc_id"]), "doc_id": sample["doc_id"], "metrics": {}, "target": None,
            "prediction": None}
+    if isinstance(doc.get("cluster"), str) and doc["cluster"]:
+        row["cluster"] = doc["cluster"]  # the item's source document: compare and check resample these clusters
     metrics = row["metrics"]
     for name in sample.get("metrics", []):
         value = sample.get(name)
@@ -116,6 +118,8 @@ def sample_row(sample: dict) -> dict:
     args = sample.get("arguments") or []
     resps = sample.get("filtered_resps") or []
     target = sample.get("target")
+    if args and isinstance(args[0], (list, tuple)) and len(args[0]) == 2 and isinstance(args[0][0], str):
+        row["prompt"] = args[0][0]  # multiple choice, generation: the context as the model read it (chat template)
     if args and len(args[0]) == 2 and isinstance(args[0][1], str) and resps and isinstance(resps[0], (list, tuple)):
         # multiple choice: one (context, continuation) request per choice, responses (loglikelihood, is_greedy)
         letters = [a[1].strip() for a in args]
@@ -190,7 +194,7 @@ def positions_markdown(results: dict) -> str:
 
 
 def build_results(lm_out: dict, *, task_groups: dict[str, str], model: dict, env: dict, suite: str,
-                  seed: int, limit, run: str | None = None) -> dict:
+                  seed: int, limit, run: str | None = None, backend: dict | None = None) -> dict:
     """Assemble the results dict from `lm_eval.simple_evaluate` output.
 
     `task_groups` maps task -> suite group (known even when a single task is run). The returned dict also holds
@@ -224,7 +228,7 @@ def build_results(lm_out: dict, *, task_groups: dict[str, str], model: dict, env
         members = [t for t in _leaf_tasks(name, subtasks) if t in tasks]
         groups[name] = {"metrics": metric_table(lm_metrics), "n": sum(tasks[t]["n"] for t in members)}
     return {**results_record.new(model=model, env=env, tasks=tasks, groups=groups, suite=suite, seed=seed,
-                                 limit=limit, run=run),
+                                 limit=limit, run=run, backend=backend),
             "sample_rows": rows}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from soaes_bench.io import read_json, write_json
-from soaes_bench.records import fields as F
+from soaes_bench.records import fields
 
 SCHEMA, VERSION, KIND = "soaes-bench/ablation", 1, "ablation"
 FILE_NAME = "ablation.json"
@@ -63,21 +63,21 @@ def new(ablation: str, rows: list, **meta) -> Ablation:
 
 
 def validate(obj, source) -> Ablation:
-    F.header(obj, source, SCHEMA, VERSION, KIND)
-    name = F.need(obj, "ablation", str, source)
+    fields.header(obj, source, SCHEMA, VERSION, KIND)
+    name = fields.need(obj, "ablation", str, source)
     if name not in ARMS:
-        F.fail(source, "ablation", f"expected one of {', '.join(ARMS)}, got {name!r}")
-    for i, r in enumerate(F.need(obj, "rows", list, source)):
+        fields.fail(source, "ablation", f"expected one of {', '.join(ARMS)}, got {name!r}")
+    for i, r in enumerate(fields.need(obj, "rows", list, source)):
         where = f"rows[{i}]"
-        F.check(r, dict, source, where)
-        F.need(r, "metric", str, source, where)
+        fields.check(r, dict, source, where)
+        fields.need(r, "metric", str, source, where)
         if name == "sft":
-            F.need(r, "task", str, source, where)
+            fields.need(r, "task", str, source, where)
         for key in (*ARMS[name], "diff"):
-            F.need(r, key, F.NUMBER, source, where)
+            fields.need(r, key, fields.NUMBER, source, where)
         for key in ("ratio", "ci_low", "ci_high", "ratio_low", "ratio_high", "p_bootstrap"):
-            F.optional(r, key, F.NUMBER, source, where)
-    F.finite(obj, source)
+            fields.optional(r, key, fields.NUMBER, source, where)
+    fields.finite(obj, source)
     return obj
 
 

@@ -92,3 +92,9 @@ def header(obj, source, schema: str, version: int, kind: str) -> int:
 
 def fail(source, field: str, message: str):
     raise UserError(f"{source}: {field}: {message}")
+
+
+def stamped(obj: dict, schema: str, version: int) -> dict:
+    """`obj` with its schema id and version first (any earlier stamp replaced), otherwise unchanged."""
+    body = {k: v for k, v in obj.items() if k not in ("schema", "schema_version")}
+    return {"schema": schema, "schema_version": version, **body}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from soaes_bench.io import read_json, write_json
-from soaes_bench.records import fields as F
+from soaes_bench.records import fields
 
 SCHEMA, VERSION, KIND = "soaes-bench/forgetting", 1, "forgetting"
 FILE_NAME = "forgetting.json"
@@ -54,19 +54,19 @@ def new(*, metric: str, base: str, new: str, rows: list[Row]) -> Forgetting:
 
 
 def validate(obj, source) -> Forgetting:
-    F.header(obj, source, SCHEMA, VERSION, KIND)
-    for i, r in enumerate(F.need(obj, "rows", list, source)):
+    fields.header(obj, source, SCHEMA, VERSION, KIND)
+    for i, r in enumerate(fields.need(obj, "rows", list, source)):
         where = f"rows[{i}]"
-        F.check(r, dict, source, where)
-        F.need(r, "task", str, source, where)
-        F.need(r, "metric", str, source, where)
+        fields.check(r, dict, source, where)
+        fields.need(r, "task", str, source, where)
+        fields.need(r, "metric", str, source, where)
         for key in COUNTS:
-            F.need(r, key, int, source, where)
+            fields.need(r, key, int, source, where)
         for key in RATES:
-            F.need(r, key, F.NUMBER, source, where)
+            fields.need(r, key, fields.NUMBER, source, where)
         for key in OPTIONAL:
-            F.optional(r, key, F.NUMBER, source, where)
-    F.finite(obj, source)
+            fields.optional(r, key, fields.NUMBER, source, where)
+    fields.finite(obj, source)
     return obj
 
 

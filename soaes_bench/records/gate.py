@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from soaes_bench.io import read_json, write_json
-from soaes_bench.records import fields as F
+from soaes_bench.records import fields
 
 SCHEMA, VERSION, KIND = "soaes-bench/gate", 1, "gate"
 FILE_NAME = "gate.json"
@@ -70,22 +70,22 @@ def new(*, phase: str, passed: bool, checks: list[Check], results: str | None, *
 
 
 def validate(obj, source) -> Gate:
-    F.header(obj, source, SCHEMA, VERSION, KIND)
-    F.need(obj, "phase", str, source)
-    F.need(obj, "passed", bool, source)
-    for i, c in enumerate(F.need(obj, "checks", list, source)):
+    fields.header(obj, source, SCHEMA, VERSION, KIND)
+    fields.need(obj, "phase", str, source)
+    fields.need(obj, "passed", bool, source)
+    for i, c in enumerate(fields.need(obj, "checks", list, source)):
         where = f"checks[{i}]"
-        F.check(c, dict, source, where)
-        F.need(c, "metric", str, source, where)
-        F.need(c, "value", F.NUMBER, source, where, nullable=True)
-        F.need(c, "threshold", F.NUMBER, source, where, nullable=True)
-        F.need(c, "passed", bool, source, where)
+        fields.check(c, dict, source, where)
+        fields.need(c, "metric", str, source, where)
+        fields.need(c, "value", fields.NUMBER, source, where, nullable=True)
+        fields.need(c, "threshold", fields.NUMBER, source, where, nullable=True)
+        fields.need(c, "passed", bool, source, where)
         for key in ("reference_value", "diff", "p", "p_adjusted", "mde"):
-            F.optional(c, key, F.NUMBER, source, where)
-        F.pair(c.get("ci"), source, f"{where}.ci")
-        F.pair(c.get("diff_ci"), source, f"{where}.diff_ci")
-    F.optional(obj, "results", str, source)
-    F.finite(obj, source)
+            fields.optional(c, key, fields.NUMBER, source, where)
+        fields.pair(c.get("ci"), source, f"{where}.ci")
+        fields.pair(c.get("diff_ci"), source, f"{where}.diff_ci")
+    fields.optional(obj, "results", str, source)
+    fields.finite(obj, source)
     return obj
 
 

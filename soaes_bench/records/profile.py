@@ -6,7 +6,8 @@ Layout (schema "soaes-bench/profile", schema_version 1):
     schema, schema_version, date (UTC ISO), seed
     model, draft: the provenance model block (records/provenance.py): name, path, weights_sha256, tokenizer_sha256,
                   n_params, layers, hidden
-    env: the provenance env block, with dtype
+    env: the provenance env block, with dtype, attn_implementation and timer ("perf_counter" | "cuda_events");
+         on CUDA also cuda (torch.version.cuda) and gpu_count; device_name is the GPU's name there
     config: {gammas, contexts, max_new_tokens, temperature, top_p, repeats, warmup, num_prompts, prompts
              ({category: count}), chat_template, hf_baseline, long_source, ignore_eos}
     costs: [{context, target_ms, draft_ms (alone), c_isolated,
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from soaes_bench.io import read_json, write_json
-from soaes_bench.records import fields as F
+from soaes_bench.records import fields
 from soaes_bench.records.provenance import EnvBlock, ModelBlock
 
 SCHEMA, VERSION, KIND = "soaes-bench/profile", 1, "profile"
@@ -113,50 +114,50 @@ class Profile(TypedDict, total=False):
     summary: Summary
 
 
-def new(**fields) -> Profile:
-    """A profile with its schema and version stamped first; `fields` in the order of the layout above."""
-    return {"schema": SCHEMA, "schema_version": VERSION, **fields}
+def new(**body) -> Profile:
+    """A profile with its schema and version stamped first; `body` in the order of the layout above."""
+    return {"schema": SCHEMA, "schema_version": VERSION, **body}
 
 
 def _metrics(row: dict, names, source, where: str) -> None:
     for key in names:
-        F.optional(row, key, F.NUMBER, source, where)
-        F.pair(row.get(f"{key}_ci"), source, f"{where}.{key}_ci")
+        fields.optional(row, key, fields.NUMBER, source, where)
+        fields.pair(row.get(f"{key}_ci"), source, f"{where}.{key}_ci")
 
 
 def validate(obj, source) -> Profile:
-    F.header(obj, source, SCHEMA, VERSION, KIND)
+    fields.header(obj, source, SCHEMA, VERSION, KIND)
     for key in ("model", "draft"):
-        block = F.optional(obj, key, dict, source)
+        block = fields.optional(obj, key, dict, source)
         if block is not None:
-            F.optional(block, "name", str, source, key)
-    F.optional(obj, "env", dict, source)
-    for i, s in enumerate(F.optional(obj, "settings", list, source) or []):
+            fields.optional(block, "name", str, source, key)
+    fields.optional(obj, "env", dict, source)
+    for i, s in enumerate(fields.optional(obj, "settings", list, source) or []):
         where = f"settings[{i}]"
-        F.check(s, dict, source, where)
-        F.need(s, "category", str, source, where)
-        F.need(s, "gamma", int, source, where)
-        F.need(s, "context", F.NUMBER, source, where, nullable=True)
+        fields.check(s, dict, source, where)
+        fields.need(s, "category", str, source, where)
+        fields.need(s, "gamma", int, source, where)
+        fields.need(s, "context", fields.NUMBER, source, where, nullable=True)
         _metrics(s, SETTING_METRICS, source, where)
         for key in POSITION_METRICS:
-            for j, x in enumerate(F.optional(s, key, list, source, where) or []):
-                F.check(x, F.NUMBER, source, f"{where}.{key}[{j}]", nullable=True)
-    for i, c in enumerate(F.optional(obj, "costs", list, source) or []):
+            for j, x in enumerate(fields.optional(s, key, list, source, where) or []):
+                fields.check(x, fields.NUMBER, source, f"{where}.{key}[{j}]", nullable=True)
+    for i, c in enumerate(fields.optional(obj, "costs", list, source) or []):
         where = f"costs[{i}]"
-        F.check(c, dict, source, where)
-        F.need(c, "context", F.NUMBER, source, where)
+        fields.check(c, dict, source, where)
+        fields.need(c, "context", fields.NUMBER, source, where)
         _metrics(c, COST_METRICS, source, where)
-        for j, v in enumerate(F.optional(c, "verify", list, source, where) or []):
-            F.check(v, dict, source, f"{where}.verify[{j}]")
-            F.need(v, "gamma", int, source, f"{where}.verify[{j}]")
+        for j, v in enumerate(fields.optional(c, "verify", list, source, where) or []):
+            fields.check(v, dict, source, f"{where}.verify[{j}]")
+            fields.need(v, "gamma", int, source, f"{where}.verify[{j}]")
             _metrics(v, VERIFY_METRICS, source, f"{where}.verify[{j}]")
-    summary = F.optional(obj, "summary", dict, source)
+    summary = fields.optional(obj, "summary", dict, source)
     if summary is not None:
-        F.optional(summary, "category", str, source, "summary")
-        F.optional(summary, "best_gamma", int, source, "summary")
+        fields.optional(summary, "category", str, source, "summary")
+        fields.optional(summary, "best_gamma", int, source, "summary")
         _metrics(summary, SUMMARY_METRICS, source, "summary")
-    F.optional(obj, "best", dict, source)
-    F.finite(obj, source)
+    fields.optional(obj, "best", dict, source)
+    fields.finite(obj, source)
     return obj
 
 

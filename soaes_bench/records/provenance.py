@@ -48,6 +48,10 @@ class EnvBlock(TypedDict, total=False):
     threads: int | None  # torch CPU threads
     chat_template: bool  # results.json: prompts went through the tokenizer's chat template
     dtype: str | None    # profile.json: the dtype the models ran in
+    cuda: str            # CUDA only: the CUDA version torch was built with (torch.version.cuda)
+    gpu_count: int       # CUDA only: visible GPUs
+    attn_implementation: str | None  # profile.json: the attention kernel ("eager", "sdpa", ...)
+    timer: str           # profile.json: "perf_counter" (CPU) or "cuda_events"
 
 
 def tokenizer_dir(model_dir: str | Path) -> Path:
@@ -77,7 +81,16 @@ def model_block(model, model_dir: str | Path | None = None, name: str | None = N
             "weights_sha256": weights_sha256(p) if p is not None else None,
             "tokenizer_sha256": tokenizer_sha256(p) if p is not None else None,
             "n_params": int(n_params),
-            "layers": getattr(cfg, "num_hidden_layers", None), "hidden": getattr(cfg, "hidden_size", None)}
+            "layers": _config_int(cfg, ("num_hidden_layers", "n_layer", "num_layers")),
+            "hidden": _config_int(cfg, ("hidden_size", "n_embd", "d_model"))}
+
+
+def _config_int(cfg, names) -> int | None:
+    """The first of `names` set in a config (its text part for a multimodal one): architectures name fields
+    differently (GPT-2 n_layer / n_embd, T5 num_layers / d_model)."""
+    if cfg is not None and hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config()
+    return next((getattr(cfg, n) for n in names if isinstance(getattr(cfg, n, None), int)), None)
 
 
 def env_block(device="cpu", **extra) -> EnvBlock:
@@ -94,10 +107,11 @@ def env_block(device="cpu", **extra) -> EnvBlock:
     except PackageNotFoundError:
         lm_eval = None
     dev = torch.device(device)
+    gpu = {"cuda": torch.version.cuda, "gpu_count": torch.cuda.device_count()} if dev.type == "cuda" else {}
     return {"soaes_bench": __version__, "lm_eval": lm_eval, "torch": torch.__version__,
             "transformers": transformers.__version__, "python": platform.python_version(), "device": dev.type,
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
-            "threads": torch.get_num_threads(), **extra}
+            "threads": torch.get_num_threads(), **gpu, **extra}
 
 
 def _cpuinfo(key: str) -> str | None:

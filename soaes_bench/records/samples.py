@@ -13,7 +13,7 @@ from typing import TypedDict
 
 from soaes_bench.errors import UserError
 from soaes_bench.io import iter_jsonl, write_jsonl
-from soaes_bench.records import fields as F
+from soaes_bench.records import fields
 
 KIND = "samples"
 DIR = "samples"
@@ -33,23 +33,28 @@ class Row(TypedDict, total=False):
     pred_len: int                       # generation rows: characters, for the corpus length_ratio
     ref_len: int
     item: str                           # circular multiple choice: the original item of this rotation
+    cluster: str                        # source document (law, article, news article): the resampling cluster
     pred_index: int                     # multiple choice: argmax option (0 = A), and the gold one
     target_index: int | None
     pred_index_norm: int
+    prompt: str                         # multiple choice, generation: the context the model read (chat template
+                                        # applied when env.chat_template); bits-per-byte rows have none
 
 
 def validate_row(row: dict, source) -> Row:
     """One row (source: "file:line"): the fields readers use, with their types; numbers finite."""
-    F.need(row, "id", (str, int), source)
-    for m, v in (F.optional(row, "metrics", dict, source) or {}).items():
-        F.check(v, F.NUMBER, source, f"metrics.{m}", nullable=True)
+    fields.need(row, "id", (str, int), source)
+    for m, v in (fields.optional(row, "metrics", dict, source) or {}).items():
+        fields.check(v, fields.NUMBER, source, f"metrics.{m}", nullable=True)
     pair = row.get("bleu_pair")
     if pair is not None and not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-        F.fail(source, "bleu_pair", "expected [prediction, reference] strings")
+        fields.fail(source, "bleu_pair", "expected [prediction, reference] strings")
     for key in COUNTS:
-        F.optional(row, key, F.NUMBER, source)
-    F.optional(row, "item", str, source)
-    F.finite(row, source)
+        fields.optional(row, key, fields.NUMBER, source)
+    fields.optional(row, "item", str, source)
+    fields.optional(row, "prompt", str, source)
+    fields.optional(row, "cluster", str, source)
+    fields.finite(row, source)
     return row
 
 
@@ -76,9 +81,9 @@ def check_relative(rel: str, source, field: str) -> None:
     """A samples path as results.json stores it: relative, and not climbing out of the run folder."""
     p = PurePosixPath(rel.replace("\\", "/"))
     if not p.parts or p.is_absolute() or ":" in p.parts[0]:  # "", "/x", "C:/x"
-        F.fail(source, field, f"{rel!r} must be a path relative to the folder of results.json")
+        fields.fail(source, field, f"{rel!r} must be a path relative to the folder of results.json")
     if ".." in p.parts:
-        F.fail(source, field, f"{rel!r} leaves the run folder; samples must lie inside it")
+        fields.fail(source, field, f"{rel!r} leaves the run folder; samples must lie inside it")
 
 
 def path_of(results_path: str | Path, task: str, entry: dict) -> Path | None:
@@ -94,6 +99,6 @@ def path_of(results_path: str | Path, task: str, entry: dict) -> Path | None:
         f = results_path.parent / cand
         if f.is_file():
             if not f.resolve().is_relative_to(root):
-                F.fail(results_path, where, f"{cand!r} resolves outside the run folder ({os.path.realpath(f)})")
+                fields.fail(results_path, where, f"{cand!r} resolves outside the run folder ({os.path.realpath(f)})")
             return f
     return None

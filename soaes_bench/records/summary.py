@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from soaes_bench.io import read_json, write_json
-from soaes_bench.records import fields as F
+from soaes_bench.records import fields
 
 SCHEMA, VERSION, KIND = "soaes-bench/summary", 1, "summary"
 FILE_NAME = "summary.json"
@@ -41,8 +41,7 @@ class Summary(TypedDict, total=False):
 
 def stamp(summary: dict) -> Summary:
     """The summary with schema and version first (a phase function's return value, unchanged otherwise)."""
-    body = {k: v for k, v in summary.items() if k not in ("schema", "schema_version")}
-    return {"schema": SCHEMA, "schema_version": VERSION, **body}
+    return fields.stamped(summary, SCHEMA, VERSION)
 
 
 def training_parts(obj: Summary) -> list[tuple[str | None, str, dict]]:
@@ -54,28 +53,28 @@ def training_parts(obj: Summary) -> list[tuple[str | None, str, dict]]:
 
 def validate(obj, source) -> Summary:
     if isinstance(obj, dict) and "schema" not in obj:  # version 0, written before the schema: read as it is
-        F.optional(obj, "phase", str, source)
+        fields.optional(obj, "phase", str, source)
     else:
-        F.header(obj, source, SCHEMA, VERSION, KIND)
-        F.need(obj, "phase", str, source)
-    F.optional(obj, "config", dict, source)
-    F.optional(obj, "stopped_by", str, source)
-    F.optional(obj, "stages", list, source)
+        fields.header(obj, source, SCHEMA, VERSION, KIND)
+        fields.need(obj, "phase", str, source)
+    fields.optional(obj, "config", dict, source)
+    fields.optional(obj, "stopped_by", str, source)
+    fields.optional(obj, "stages", list, source)
     for _, where, part in training_parts(obj):
-        F.check(part, dict, source, where or "(top level)")
+        fields.check(part, dict, source, where or "(top level)")
         for key in ("steps", "tokens"):
-            F.optional(part, key, int, source, where)
-        F.optional(part, "last_train_loss", F.NUMBER, source, where)
+            fields.optional(part, key, int, source, where)
+        fields.optional(part, "last_train_loss", fields.NUMBER, source, where)
     for key in VALIDATION:
         if obj.get(key) is not None:
-            F.numbers(obj[key], source, key)
+            fields.numbers(obj[key], source, key)
     for arm in ARMS:
-        block = F.optional(obj, arm, dict, source)
+        block = fields.optional(obj, arm, dict, source)
         tasks = ((block or {}).get("results") or {}).get("tasks") or {}
-        for task, t in F.check(tasks, dict, source, f"{arm}.results.tasks").items():
+        for task, t in fields.check(tasks, dict, source, f"{arm}.results.tasks").items():
             for m, mv in (t.get("metrics") or {}).items():
-                F.need(mv, "value", F.NUMBER, source, f"{arm}.results.tasks.{task}.metrics.{m}", nullable=True)
-    F.finite(obj, source)
+                fields.need(mv, "value", fields.NUMBER, source, f"{arm}.results.tasks.{task}.metrics.{m}", nullable=True)
+    fields.finite(obj, source)
     return obj
 
 

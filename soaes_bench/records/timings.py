@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from soaes_bench.io import read_json, write_json
-from soaes_bench.records import fields as F
+from soaes_bench.records import fields
 
 SCHEMA, VERSION, KIND = "soaes-bench/timings", 1, "timings"
 FILE_NAME = "timings.json"
@@ -33,8 +33,7 @@ class Timings(TypedDict, total=False):
 
 
 def stamp(timings: dict) -> Timings:
-    body = {k: v for k, v in timings.items() if k not in ("schema", "schema_version")}
-    return {"schema": SCHEMA, "schema_version": VERSION, **body}
+    return fields.stamped(timings, SCHEMA, VERSION)
 
 
 def seconds(obj: Timings) -> list[tuple[str | None, str, float]]:
@@ -44,25 +43,25 @@ def seconds(obj: Timings) -> list[tuple[str | None, str, float]]:
         if key in META:
             continue
         if isinstance(v, dict):
-            out += [(key, what, float(s)) for what, s in v.items() if F.is_number(s)]
-        elif F.is_number(v):
+            out += [(key, what, float(s)) for what, s in v.items() if fields.is_number(s)]
+        elif fields.is_number(v):
             out.append((None, key, float(v)))
     return out
 
 
 def validate(obj, source) -> Timings:
     if not (isinstance(obj, dict) and "schema" not in obj):  # version 0: written before the schema existed
-        F.header(obj, source, SCHEMA, VERSION, KIND)
-    F.optional(obj, "processes", int, source)
+        fields.header(obj, source, SCHEMA, VERSION, KIND)
+    fields.optional(obj, "processes", int, source)
     for key, v in obj.items():
         if key in META:
             continue
         if isinstance(v, dict):
             for what, s in v.items():
-                F.check(s, str if what == "stopped_by" else F.NUMBER, source, f"{key}.{what}")
+                fields.check(s, str if what == "stopped_by" else fields.NUMBER, source, f"{key}.{what}")
         else:
-            F.check(v, F.NUMBER, source, key)
-    F.finite(obj, source)
+            fields.check(v, fields.NUMBER, source, key)
+    fields.finite(obj, source)
     return obj
 
 

@@ -21,6 +21,13 @@ REL_TOL / ABS_TOL, and the samples must hold the task's n items. A mismatch mean
 truncated or come from another run, and the paired CIs would then describe other numbers than the table. Metrics without a better
 direction (results.DIRECTION_NEUTRAL: length_ratio) are listed with status "no direction" when they moved and never
 count as a regression: a length change is a symptom to read next to looping/distinct/ROUGE, not a failure by itself.
+
+The CIs resample the items' clusters (source documents) where the samples carry keys (`--unit cluster`, the
+default; `--unit item` resamples items), as compare does; a baseline written before cluster keys existed is
+resampled by items, and the output says so. Each judged metric also gets `detectable`: the drop that this check
+flags with 80% power (stats.detectable_drop: max(tolerance, the significance threshold) + z_0.8 SE), printed as
+"a drop of X would have been detected", so a green build on a small or clustered task is read for what it shows.
+No multiplicity correction: the tolerance is what keeps false alarms over many metrics rare.
 """
 
 from __future__ import annotations
@@ -33,10 +40,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from soaes_bench import records, results
+from soaes_bench import records, results, stats
 from soaes_bench.config import from_dict, load_dataclass, non_negative, positive
 from soaes_bench.errors import UserError
-from soaes_bench.reporting.compare import compare, eval_results, metric_items, render
+from soaes_bench.reporting.compare import POWER, compare, eval_results, metric_items, render, resampling_notes
 
 # results.json vs the value recomputed from its samples: the same numbers summed in another order differ by
 # ~1e-15 relative; an edited or truncated samples file moves a mean by 1/n (n <= a few thousand items)
@@ -155,9 +162,24 @@ def verify_samples(path: str | Path) -> None:
                                 f"its samples give {again:.6g}; the samples were edited or come from another run")
 
 
+def _detectable(row, pol: Policy) -> float:
+    """The drop (in the metric's units) this check flags with POWER probability; NaN without an SE. When the two
+    runs never differ on an item the observed paired SE is 0 and says nothing about power: the baseline's own SE is
+    used instead (the paired SD of two runs whose per-item scores correlate 0.5, as `soaes-bench power` assumes)."""
+    if not results.is_number(row.se) or row.status in ("ignored", "new", "missing", "no direction"):
+        return math.nan
+    se = float(row.se) if row.se > 0 or not results.is_number(row.se_ref) else float(row.se_ref)
+    g = row.n_clusters
+    df = (int(g) if g is not None and not pd.isna(g) else int(row.n_shared)) - 1 \
+        if row.interval == "bca-expanded" else None
+    return stats.detectable_drop(se, row.tolerance if results.is_number(row.tolerance) else 0.0,
+                                 alpha=1 - pol.confidence, power=POWER, df=df)
+
+
 def check(baseline, results_path, policy=None, resamples: int | None = None,
-          seed: int | None = None) -> tuple[int, pd.DataFrame]:
+          seed: int | None = None, unit: str = "cluster") -> tuple[int, pd.DataFrame]:
     """(exit code, table) for results vs baseline under `policy` (Policy, YAML path, dict or None for defaults).
+    `unit`: "cluster" (resample source documents where the samples have keys) or "item".
 
     Bad input (missing files, not eval results, no shared task, samples that disagree with their results.json, bad
     policy, changed task configs) raises UserError (exit 2).
@@ -168,11 +190,13 @@ def check(baseline, results_path, policy=None, resamples: int | None = None,
     baseline, results_path = eval_results(baseline, "--baseline"), eval_results(results_path, "--results")
     for path in dict.fromkeys([baseline, results_path]):
         verify_samples(path)
-    df = compare([baseline, results_path], resamples=resamples, seed=seed, confidence=pol.confidence)
+    df = compare([baseline, results_path], resamples=resamples, seed=seed, confidence=pol.confidence, unit=unit,
+                 correction="none")
     df = df[df.level == "task"].reset_index(drop=True)
     judged = [_judge(r, pol) for r in df.itertuples()]
     df["status"] = [s for s, _ in judged]
     df["tolerance"] = [t for _, t in judged]
+    df["detectable"] = [_detectable(r, pol) for r in df.itertuples()]
     missing = df[df.status == "missing"]
     if len(missing) and pol.missing == "error":
         first = missing.iloc[0]
@@ -182,29 +206,53 @@ def check(baseline, results_path, policy=None, resamples: int | None = None,
     return code, df
 
 
+def _fmt(value_ref):
+    d = 2 if results.is_number(value_ref) and abs(value_ref) >= 10 else 3
+    return lambda x: f"{x:.{d}f}" if results.is_number(x) else "–"
+
+
+def power_lines(df: pd.DataFrame) -> list[str]:
+    """ "a drop of X would have been detected" for every judged metric with an SE (80% power)."""
+    out = []
+    for r in df[df.detectable.notna()].itertuples():
+        f = _fmt(r.value_ref)
+        g = r.n_clusters
+        clustered = r.unit == "cluster" and g is not None and not pd.isna(g) and int(g) < r.n_shared
+        units = f"{r.n_shared} items in {int(g)} clusters" if clustered else \
+            (f"{r.n_shared} items" if r.n_shared else "stderr")
+        assumed = "; no item differs: baseline SE assumed" if not r.se > 0 else ""
+        out.append(f"  {r.task} {r.metric}: a drop of {f(r.detectable)} would have been detected "
+                   f"({int(100 * POWER)}% power; tolerance {f(r.tolerance)}; {units}{assumed})")
+    return out
+
+
 def format_check(df: pd.DataFrame, code: int) -> str:
-    """The metrics that moved (or went missing), one line each, and a verdict line."""
+    """The metrics that moved (or went missing), one line each, what each check could detect, and a verdict."""
     moved = df[~df.status.isin(["same", "ignored"])]
     if moved.empty:
         body = "no metric moved\n"
     else:
-        head = ["task", "metric", "status", "baseline", "results", "diff [CI]", "tolerance"]
+        head = ["task", "metric", "status", "baseline", "results", "diff [CI]", "tolerance", "detectable"]
         rows = []
         for r in moved.itertuples():
-            d = 2 if results.is_number(r.value_ref) and abs(r.value_ref) >= 10 else 3
-
-            def f(x):
-                return f"{x:.{d}f}" if results.is_number(x) else "–"
-
+            f = _fmt(r.value_ref)
             ci = f" [{f(r.ci_low)}, {f(r.ci_high)}]" if results.is_number(r.ci_low) else ""
-            rows.append([r.task, r.metric, r.status, f(r.value_ref), f(r.value), f(r.diff) + ci, f(r.tolerance)])
+            rows.append([r.task, r.metric, r.status, f(r.value_ref), f(r.value), f(r.diff) + ci, f(r.tolerance),
+                         f(r.detectable)])
         body = render(head, rows, "table", right_from=3)
+    lines = power_lines(df)
+    if lines:
+        body += "power (true drop flagged 4 times in 5):\n" + "\n".join(lines) + "\n"
+    notes = resampling_notes(df)
+    if notes:
+        body += "resampling:\n" + "\n".join("  " + n for n in notes) + "\n"
     n_bad = int(df.status.isin(["REGRESSED", "missing"]).sum())
     verdict = f"FAIL: {n_bad} regression(s)" if code else f"OK: {len(df)} metric(s) checked, none regressed"
     return body + verdict + "\n"
 
 
 def cli_check(args) -> int:
-    code, df = check(args.baseline, args.results, args.policy, resamples=args.resamples, seed=args.seed)
+    code, df = check(args.baseline, args.results, args.policy, resamples=args.resamples, seed=args.seed,
+                     unit=getattr(args, "unit", "cluster"))
     print(format_check(df, code), end="")
     return code

@@ -5,7 +5,15 @@
 Per task and metric: both values, B - A, B / A, a paired 95% bootstrap CI over the items both runs answered
 (matched by sample `id`; `n_shared` says how many), the bootstrap p, and McNemar's exact p for accuracy metrics.
 Runs whose task prompt/config differ (config_sha256 or version) measure different things, so they are refused
-unless --force. Without per-item samples the CI falls back to the two stderrs (ci_method "stderr").
+unless --force; so are runs of different backends (results.json `backend.name`, hf when absent). Without per-item samples the CI falls back to the two stderrs (ci_method "stderr").
+
+What is resampled (`--unit`, default cluster): the items' clusters (their source documents, samples field
+`cluster`), the same clusters for both runs; samples written before cluster keys existed have none, and their items
+are resampled instead (the row's `unit_note` says so). The interval method follows n and the number of clusters
+(stats.interval_method: BCa at an expanded level for clusters and small sets, none with fewer than 6 clusters).
+Every row also gets the jackknife SE, the design effect, the minimum detectable effect at 80% power, and the
+win/tie/loss counts of the per-item scores (with the ids of the items that flipped). The p-values of one run pair's
+task x metric grid are adjusted together (`--correction`: holm, bh or none); `significant` is after correction.
 
 Only eval results are compared: each RUN is a results.json or a folder holding one. A gate, profile or other record
 is refused (exit 2, naming its kind: gate checks and profiles have no per-item samples to pair), and so is a run
@@ -26,9 +34,14 @@ from soaes_bench.io import atomic_write_text
 from soaes_bench.metrics.corpus_bleu import bleu_items
 
 COLUMNS = ["group", "task", "metric", "level", "higher_is_better", "reference", "run", "value_ref", "value", "diff",
-           "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high", "p_bootstrap", "p_mcnemar", "n_shared", "ci_method",
+           "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high", "p_bootstrap", "p_mcnemar", "p", "p_adjusted",
+           "significant", "correction", "n_shared", "unit", "n_clusters", "ci_method", "interval", "confidence", "se",
+           "se_ref", "deff", "mde", "widened", "resamples", "wins", "ties", "losses", "won_ids", "lost_ids", "unit_note",
            "floor", "floor_name"]
 FORMATS = {".md": "markdown", ".csv": "csv", ".tex": "latex", ".txt": "table"}
+UNITS = ("cluster", "item")  # --unit: resample clusters (source documents) where the samples have keys, or items
+POWER = 0.8  # the power of the reported minimum detectable effect
+NO_KEYS = "no cluster keys in the samples, written before they existed: items resampled"
 
 
 def _labels(frames: list[pd.DataFrame], paths: list[Path]) -> list[str]:
@@ -88,6 +101,16 @@ def check_comparable(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_p
                                 f"measured different things: rerun both with the same tasks or pass --force")
 
 
+def check_same_backend(ref_path: Path, run_path: Path) -> None:
+    """UserError when two runs were evaluated by different backends (hf, vllm: results.json `backend.name`, hf
+    when absent): kernels, batching and numerics differ, so a difference could be the engine's, not the model's.
+    A content-free run (`constant`) ran on no engine and pairs with any."""
+    a, b = (records.results.backend_name(records.results.read(p)) for p in (ref_path, run_path))
+    if a != b and "constant" not in (a, b):
+        raise UserError(f"{run_path}: backend {b} differs from the reference's ({a}, {ref_path}); scores of one "
+                        f"model differ between backends: evaluate both with the same --backend or pass --force")
+
+
 def metric_items(df: pd.DataFrame, metric: str, sfx: str = ""):
     """(per-item array, statistic, kind) of one run's samples columns (suffix `sfx` after a merge) for `metric`:
     corpus BLEU from bleu_pair ("bleu"), bits per byte / perplexity from (loglikelihood, count) ("ratio"), else the
@@ -112,9 +135,34 @@ def metric_items(df: pd.DataFrame, metric: str, sfx: str = ""):
     return None
 
 
+def cluster_keys(m: pd.DataFrame) -> list[str] | None:
+    """Cluster keys of merged samples rows (the reference's, else the run's), or None when neither run's samples
+    carry one for every shared item (samples written before cluster keys existed)."""
+    for col in ("cluster_a", "cluster", "cluster_b"):
+        if col in m and bool(m[col].notna().all()):
+            return [str(k) for k in m[col]]
+    return None
+
+
+def item_scores(x: np.ndarray, kind: str) -> np.ndarray | None:
+    """Per-item scores whose ties, wins and losses are counted: the metric's per-item value ("mean"), a document's
+    own bits per byte or perplexity exponent ("ratio": |log-likelihood| / count); none for corpus BLEU."""
+    if kind == "mean":
+        return np.asarray(x, dtype=float).reshape(-1)
+    if kind == "ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.abs(x[:, 0]) / x[:, 1]
+    return None
+
+
 def paired_stats(sa: pd.DataFrame, sb: pd.DataFrame, metric: str, resamples: int, seed: int,
-                 confidence: float = 0.95) -> dict:
-    """CI fields for one metric from two runs' samples (matched by id); {} when they cannot be paired."""
+                 confidence: float = 0.95, unit: str = "cluster", higher_is_better: bool = True,
+                 method: str = "auto") -> dict:
+    """CI fields for one metric from two runs' samples (matched by id); {} when they cannot be paired.
+
+    unit "cluster": resample the shared items' clusters (the same for both runs) when the samples carry keys,
+    else items (with `unit_note`); "item": items. `method`: the interval (stats.interval_method when "auto"; the
+    gates read plain percentiles of the same draws, `method="percentile"`)."""
     if sa.empty or sb.empty or "id" not in sa or "id" not in sb:
         return {}
     m = sa.merge(sb, on="id", suffixes=("_a", "_b"))
@@ -125,18 +173,43 @@ def paired_stats(sa: pd.DataFrame, sb: pd.DataFrame, metric: str, resamples: int
     if a is None or b is None or a[2] != b[2] or a[0].shape != b[0].shape:
         return out
     (xa, fa, kind), (xb, fb, _) = a, b
-    p = stats.paired_bootstrap(xa, xb, fa, resamples, seed, confidence, statistic_b=fb)
+    keys = cluster_keys(m) if unit == "cluster" else None
+    p = stats.paired_ci(xa, xb, fa, keys, resamples, seed, confidence, statistic_b=fb, method=method)
+    clustered = p.n_clusters is not None and p.n_clusters < p.n
     if metric in results.ACCURACY_METRICS and kind == "mean":
         out["p_mcnemar"] = stats.mcnemar(xa, xb)[2]
+    # McNemar's exact p where items are the independent units; the (clustered) bootstrap's p otherwise
+    p_row = out["p_mcnemar"] if "p_mcnemar" in out and not clustered else p.p_value
+    # design effect of this comparison: (clustered SE / item SE)^2, as estimated (below 1 is noise; the CI and MDE
+    # then use the item-level numbers, stats.paired_ci's floor_items)
+    se_items = stats.paired_se(xa, xb, fa, None, fb) if clustered else p.se
+    se_clusters = stats.paired_se(xa, xb, fa, keys, fb) if clustered else p.se
+    # the reference's own SE over the same units: what check assumes for the paired SE when the runs never differ
+    se_ref = stats.jackknife_se(stats.jackknife(stats.units(xa, keys), fa))
+    df = (p.n_clusters if p.n_clusters is not None else p.n) - 1 if p.method == "bca-expanded" else None
     # diff and ratio over the shared items, so they agree with their CIs (= value - value_ref when all are shared)
     out.update(diff=p.diff, ratio=p.ratio, ci_low=p.diff_low, ci_high=p.diff_high, ratio_low=p.ratio_low,
-               ratio_high=p.ratio_high,
-               p_bootstrap=p.p_value, ci_method="paired-bootstrap")
+               ratio_high=p.ratio_high, p_bootstrap=p.p_value, p=p_row, ci_method="paired-bootstrap",
+               interval=p.method, confidence=confidence, widened=p.widened, resamples=resamples,
+               unit="cluster" if keys is not None else "item",
+               n_clusters=p.n_clusters, se=p.se, se_ref=se_ref,
+               deff=(se_clusters / se_items) ** 2 if se_items and math.isfinite(se_items) and se_items > 0
+               else math.nan,
+               mde=stats.mde(se=p.se, alpha=1 - confidence, power=POWER, df=df) if math.isfinite(p.se) else math.nan)
+    if unit == "cluster" and keys is None:
+        out["unit_note"] = NO_KEYS
+    scores_a, scores_b = item_scores(xa, kind), item_scores(xb, kind)
+    if scores_a is not None and metric not in results.DIRECTION_NEUTRAL:
+        o = stats.outcomes(scores_a, scores_b, higher_is_better)
+        ids = [str(i) for i in m["id"]]
+        out.update(wins=int(np.sum(o > 0)), ties=int(np.sum(o == 0)), losses=int(np.sum(o < 0)),
+                   won_ids=" ".join(i for i, x in zip(ids, o) if x > 0),
+                   lost_ids=" ".join(i for i, x in zip(ids, o) if x < 0))
     return out
 
 
 def _pair(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_path: Path, labels: tuple[str, str],
-          resamples: int, seed: int, confidence: float) -> list[dict]:
+          resamples: int, seed: int, confidence: float, unit: str = "cluster") -> list[dict]:
     cache: dict = {}
 
     def samples(path: Path, task: str) -> pd.DataFrame:
@@ -160,22 +233,40 @@ def _pair(ref: pd.DataFrame, run: pd.DataFrame, ref_path: Path, run_path: Path, 
                "n_shared": 0, "ci_method": ""}
         if ra is not None and rb is not None and level == "task":
             row.update(paired_stats(samples(ref_path, task), samples(run_path, task), metric, resamples, seed,
-                                    confidence))
+                                    confidence, unit, bool(meta["higher_is_better"])))
             if row["ci_method"] == "" and results.is_number(ra["stderr"]) and results.is_number(rb["stderr"]):
                 lo, hi = stats.normal_diff_ci(va, float(ra["stderr"]), vb, float(rb["stderr"]), confidence)
-                row.update(ci_low=lo, ci_high=hi, ci_method="stderr")
+                se = math.sqrt(float(ra["stderr"]) ** 2 + float(rb["stderr"]) ** 2)
+                row.update(ci_low=lo, ci_high=hi, ci_method="stderr", confidence=confidence, se=se,
+                           mde=stats.mde(se=se, alpha=1 - confidence, power=POWER))
         rows.append(row)
     return rows
 
 
+def adjust(rows: list[dict], correction: str = "holm", confidence: float = 0.95) -> list[dict]:
+    """Fill p_adjusted / significant / correction of one run pair's task rows that have a p (the family: its task x
+    metric grid), by stats.adjust_p; significant = adjusted p <= 1 - confidence."""
+    family = [r for r in rows if r.get("level") == "task" and results.is_number(r.get("p"))]
+    for r, q in zip(family, stats.adjust_p([r["p"] for r in family], correction)):
+        r.update(p_adjusted=q, significant=bool(q <= 1 - confidence), correction=correction)
+    return rows
+
+
 def compare(paths, resamples: int = 2000, seed: int = 0, force: bool = False,
-            confidence: float = 0.95) -> pd.DataFrame:
-    """One row per (run, level, task, metric) for every run after the first, compared with the first."""
+            confidence: float = 0.95, unit: str = "cluster", correction: str = "holm") -> pd.DataFrame:
+    """One row per (run, level, task, metric) for every run after the first, compared with the first.
+
+    `unit`: "cluster" (resample source documents where the samples have keys, else items) or "item";
+    `correction`: "holm", "bh" or "none", over each run pair's task x metric p-values."""
     paths = [eval_results(p, "run" if i else "reference") for i, p in enumerate(paths)]
     if len(paths) < 2:
         raise UserError("compare: need at least two runs (the first is the reference)")
     if resamples < 1:
         raise UserError(f"--resamples: must be >= 1, got {resamples}")
+    if unit not in UNITS:
+        raise UserError(f"--unit: unknown unit {unit!r}; use {' or '.join(UNITS)}")
+    if correction not in stats.CORRECTIONS:
+        raise UserError(f"--correction: unknown correction {correction!r}; use {', '.join(stats.CORRECTIONS)}")
     frames = []
     for p in paths:
         df = results.load([p])
@@ -186,11 +277,16 @@ def compare(paths, resamples: int = 2000, seed: int = 0, force: bool = False,
         check_shared_tasks(frames[0], frame, paths[0], path)
         if not force:
             check_comparable(frames[0], frame, paths[0], path)
-        pair_rows = _pair(frames[0], frame, paths[0], path, (labels[0], label), resamples, seed, confidence)
-        rows += add_floors(pair_rows, [path, paths[0]])
+            check_same_backend(paths[0], path)
+        pair_rows = _pair(frames[0], frame, paths[0], path, (labels[0], label), resamples, seed, confidence, unit)
+        rows += add_floors(adjust(pair_rows, correction, confidence), [path, paths[0]])
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["n_shared"] = out["n_shared"].fillna(0).astype(int)
-    out["ci_method"] = out["ci_method"].fillna("")
+    for col in ("ci_method", "interval", "unit", "unit_note", "correction", "won_ids", "lost_ids"):
+        out[col] = [v if isinstance(v, str) else "" for v in out[col]]
+    for col in ("wins", "ties", "losses", "n_clusters"):
+        out[col] = out[col].astype("Int64")
+    out["significant"] = out["significant"].astype("boolean")
     return out
 
 
@@ -270,46 +366,148 @@ def _p(x) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
+_CORRECTION_LABEL = {"holm": "Holm", "bh": "BH"}
+
+
+def _has(x) -> bool:
+    """A finite number, numpy and pandas nullable integers included (not NA)."""
+    try:
+        return x is not None and not pd.isna(x) and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _correction(df: pd.DataFrame) -> str:
+    used = [c for c in df["correction"].unique() if c] if "correction" in df else []
+    return used[0] if used else "none"
+
+
+def _n_cell(r) -> str:
+    """Items, and "/G" when G < n clusters were resampled."""
+    if not r.n_shared:
+        return "–"
+    g = r.n_clusters
+    return f"{r.n_shared}/{int(g)}" if _has(g) and r.unit == "cluster" and int(g) < r.n_shared else str(r.n_shared)
+
+
+def _wtl(r) -> str:
+    return f"{int(r.wins)}/{int(r.ties)}/{int(r.losses)}" if _has(r.wins) else "–"
+
+
 def display(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells of the comparison (one `run` column only when several runs are compared)."""
     many = df["run"].nunique() > 1
     ref = df["reference"].iloc[0] if len(df) else "A"
     run = df["run"].iloc[0] if len(df) else "B"
+    conf = next((c for c in df["confidence"] if results.is_number(c)), 0.95) if "confidence" in df else 0.95
+    level = stats.level_label(conf)
+    corr = _correction(df)
     head = ["task", "metric"] + (["run", f"{ref} (reference)", "value"] if many else [ref, run])
     with_floor = "floor" in df and bool(df["floor"].notna().any())
-    head += (["floor"] if with_floor else []) + ["diff [95% CI]", "ratio [95% CI]", "p", "n"]
+    head += (["floor"] if with_floor else []) + [f"diff [{level} CI]", f"ratio [{level} CI]", "p"]
+    head += ([f"p ({_CORRECTION_LABEL[corr]})"] if corr in _CORRECTION_LABEL else []) + ["MDE", "W/T/L", "n"]
     rows = []
     for r in df.itertuples():
         d = _decimals(r.value_ref)
-        diff = _f(r.diff, d) + (f" [{_f(r.ci_low, d)}, {_f(r.ci_high, d)}]" if results.is_number(r.ci_low) else "")
+        if results.is_number(r.ci_low):
+            diff = _f(r.diff, d) + f" [{_f(r.ci_low, d)}, {_f(r.ci_high, d)}]"
+        else:
+            diff = _f(r.diff, d) + (" [no CI]" if r.interval == "none" else "")
         ratio = _f(r.ratio, 3) + (f" [{_f(r.ratio_low, 3)}, {_f(r.ratio_high, 3)}]"
                                   if results.is_number(r.ratio_low) else "")
         metric = r.metric + (" (no direction)" if r.metric in results.DIRECTION_NEUTRAL
                              else "" if r.higher_is_better else " (lower better)")
-        p = r.p_mcnemar if results.is_number(r.p_mcnemar) else r.p_bootstrap
+        star = "*" if not pd.isna(r.significant) and bool(r.significant) else ""
+        p_cells = [_p(r.p) + ("" if corr in _CORRECTION_LABEL else star)]
+        if corr in _CORRECTION_LABEL:
+            p_cells.append(_p(r.p_adjusted) + star)
         floor = ([(_f(r.floor, d) + f" ({r.floor_name})") if results.is_number(r.floor) else "–"]
                  if with_floor else [])
         rows.append([r.task, metric] + ([r.run] if many else []) + [_f(r.value_ref, d), _f(r.value, d)] + floor
-                    + [diff, ratio, _p(p), str(r.n_shared or "–")])
+                    + [diff, ratio] + p_cells + [_f(r.mde, d), _wtl(r), _n_cell(r)])
     return head, rows
 
 
 NOTE = ("diff = run - reference and ratio = run / reference over the n items both runs answered (matched by id); "
-        "95% CI: paired bootstrap over those items, or from the two stderrs when no samples exist; "
-        "p: McNemar exact for acc/acc_norm, paired bootstrap otherwise.")
+        "CI: paired bootstrap over those items' clusters (their source documents; n/G = items/clusters) or items, "
+        "the same draws for both runs, or from the two stderrs when no samples exist; "
+        "p: McNemar exact for 0/1 metrics over independent items, the bootstrap's otherwise. "
+        "MDE: the difference detectable with 80% power at the CI's level. "
+        "W/T/L: items where the run's per-item score is higher/equal/lower (bits per byte: lower wins).")
+
+
+def resampling_notes(df: pd.DataFrame) -> list[str]:
+    """One line per task: unit, items, clusters and interval method of its paired rows (or why items were used)."""
+    lines, seen = [], set()
+    for r in df[(df.level == "task") & (df.ci_method == "paired-bootstrap")].itertuples():
+        g = int(r.n_clusters) if _has(r.n_clusters) else None
+        clustered = r.unit == "cluster" and g is not None and g < r.n_shared
+        key = (r.task, r.run, r.unit, r.n_shared, g, r.interval, r.unit_note)
+        if key in seen:
+            continue
+        seen.add(key)
+        if clustered:
+            what = f"{r.n_shared} items in {g} clusters"
+        elif r.unit_note:
+            what = f"{r.n_shared} items ({r.unit_note})"
+        else:
+            what = f"{r.n_shared} items ({'each its own cluster' if r.unit == 'cluster' else '--unit item'})"
+        method = stats.describe_method(r.interval, g if clustered else r.n_shared, clustered)
+        lines.append(f"{r.task}{f' ({r.run})' if df['run'].nunique() > 1 else ''}: {what}; {method}")
+    return list(dict.fromkeys(lines))
+
+
+def correction_note(df: pd.DataFrame) -> str:
+    corr = _correction(df)
+    fam = df[df.p_adjusted.notna()]
+    m = int(fam.groupby("run").size().max()) if len(fam) else 0
+    alpha = 1 - (next((c for c in df["confidence"] if results.is_number(c)), 0.95))
+    if corr == "none":
+        return f"No multiplicity correction (--correction none): * p <= {alpha:g} for one comparison alone."
+    name = {"holm": "Holm (family-wise error)", "bh": "Benjamini-Hochberg (false discovery rate)"}[corr]
+    text = (f"p ({_CORRECTION_LABEL[corr]}): {name} adjustment over the {m} task x metric p-values of each run "
+            f"pair; * significant at {alpha:g} after correction. The CIs are per comparison.")
+    r = next((int(x) for x in df["resamples"] if _has(x)), None) if "resamples" in df else None
+    if r and corr == "holm" and m * 2 / (r + 1) > alpha:  # Holm's first step needs p <= alpha / m
+        text += (f" With {r} resamples the smallest bootstrap p is 2/(R+1) = {2 / (r + 1):.4f}, too coarse for "
+                 f"Holm over {m} (which needs {alpha / m:.4f}): use --resamples {math.ceil(2 * m / alpha)} or more.")
+    return text
+
+
+def flipped_markdown(df: pd.DataFrame) -> str:
+    """<details> folds with the ids of the items that flipped (won or lost) for each paired metric."""
+    out = []
+    for r in df[(df.level == "task") & ((df.won_ids != "") | (df.lost_ids != ""))].itertuples():
+        won, lost = r.won_ids.split(), r.lost_ids.split()
+        who = f" ({r.run})" if df["run"].nunique() > 1 else ""
+        out += [f"<details><summary>{r.task} {r.metric}{who}: {len(won)} items won, {len(lost)} lost, "
+                f"{int(r.ties) if _has(r.ties) else 0} tied</summary>", "",
+                "won: " + (", ".join(f"`{i}`" for i in won) or "none"), "",
+                "lost: " + (", ".join(f"`{i}`" for i in lost) or "none"), "", "</details>", ""]
+    return "\n".join(out)
 
 
 def format_comparison(df: pd.DataFrame, fmt: str = "table") -> str:
     if fmt == "csv":
         return df.to_csv(index=False)
     head, rows = display(df)
-    note = NOTE + (" floor: the task's best content-free floor for the metric (from results.json; soaes-bench floors)."
-                   if "floor" in head else "")
-    return render(head, rows, fmt, note=note, right_from=2)
+    notes = [NOTE + (" floor: the task's best content-free floor for the metric (from results.json; soaes-bench "
+                     "floors)." if "floor" in head else ""), correction_note(df)]
+    res = resampling_notes(df)
+    if res:
+        notes.append(("Resampling:\n" if fmt == "table" else "Resampling:\n\n")
+                     + "\n".join(("- " if fmt == "markdown" else "  ") + line for line in res))
+    text = render(head, rows, fmt, note="\n\n".join(notes) if fmt == "markdown" else "\n".join(notes),
+                  right_from=2)
+    if fmt == "markdown":
+        folds = flipped_markdown(df)
+        text += ("\n" + folds) if folds else ""
+    return text
 
 
 def cli_compare(args) -> int:
-    df = compare(args.runs, resamples=args.resamples, seed=args.seed, force=args.force)
+    df = compare(args.runs, resamples=args.resamples, seed=args.seed, force=args.force,
+                 unit=getattr(args, "unit", "cluster"), correction=getattr(args, "correction", "holm"))
     print(format_comparison(df, args.format), end="")
     if args.output:
         out = Path(args.output)

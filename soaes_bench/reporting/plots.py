@@ -1,29 +1,50 @@
-"""`soaes-bench plot`: the paper's figures from results, gate and profile files (PNG + SVG + PDF, 300 dpi).
+"""`soaes-bench plot`: the paper's figures from results, gate and profile files (PNG + SVG + PDF, 300 dpi), each with
+the table it draws beside it (`<figure>.csv`: label, task, metric, value, lo, hi, n, method, floor, floor_name).
 
-    soaes-bench plot runs/soaes/*/results.json --kind phases --output reports/figures
+    soaes-bench plot reports/base reports/reference/cpt/eval reports/baseline --kind phases --output reports/figures
+    soaes-bench plot runs/a runs/b --labels "model A,model B"        # names for the inputs, in order
     soaes-bench plot reports/profile/profile.json            # --kind auto picks "profile"
 
-Kinds: phases (base -> CPT -> SFT -> final, general vs domain panels), sft-ablation (single-stage vs progressive SFT:
-ROUGE-1/2/L and BLEU-4), distillation (acceptance of undistilled vs distilled draft, by position when measured),
-profile (speedup vs gamma measured and predicted, acceptance by position, speedup vs context), models (grouped bars
-per task). Error bars are 95% intervals: the gate's CI, 1.96 x stderr, or a bootstrap over the samples (BLEU-4).
-Every function takes the tidy frame of `soaes_bench.results.load` and an output stem, and returns the files written.
+Kinds: phases (one x position per phase, a line per task and metric, general vs domain panels), sft-ablation
+(single-stage vs progressive SFT: ROUGE-1/2/L and BLEU-4), distillation (acceptance of undistilled vs distilled
+draft, by position when measured), profile (speedup vs gamma measured and predicted, acceptance by position, speedup
+vs context), models (grouped bars per task). Every function takes the tidy frame of `soaes_bench.results.load` and
+an output stem, and returns the files written.
+
+What a figure shows and why:
+- **Error bars** are 95% intervals of the value drawn. With per-item samples: a bootstrap of the metric's own
+  statistic (`compare.metric_items`, the choice compare, check and the gates use): the mean of items, the corpus
+  ratio Σ bits / Σ bytes over resampled documents for bits per byte (not the mean of per-document values, which is
+  another number than the one drawn), corpus BLEU of resampled items; `stats.statistic_ci` resamples the items'
+  source documents when the samples carry cluster keys and picks the interval (percentile; BCa, level expanded for
+  few clusters; Clopper-Pearson for few 0/1 items). Each reads quantiles of the bounded statistic itself, so an
+  interval stays inside the metric's bounds (a mean of [0, 1] values is in [0, 1]) and nothing is clipped;
+  tests/test_plots.py checks lo <= value <= hi and the bounds for every row of every figure. Without samples: a
+  gate's own CI, else value +- 1.96 stderr, on the logit scale for bounded metrics (so it stays inside them). The
+  caption names the methods used; legends or tick labels give n.
+- **Floors**: each task's best content-free floor (results.json `tasks.<task>.floors`) is a thin dashed line in its
+  series' colour, with the series' hollow marker at its right end (bars: a dashed black segment over the group).
+- **Gaps**: a phase without a value for a task is a gap in that task's line, not a line drawn through it.
+- **Names**: the results' model name when it is a name; a model stored as a path (runs/reference/cpt/model) is named
+  by its phase folder (cpt); gates by their phase; profiles by their draft; `labels=` / `--labels` override.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import textwrap
+from pathlib import Path, PurePath
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from soaes_bench import results, stats
+from soaes_bench.defaults import BOOTSTRAP_SEED, CONFIDENCE
 from soaes_bench.errors import UserError
-from soaes_bench.io import read_json
-from soaes_bench.metrics.corpus_bleu import bleu_items
+from soaes_bench.io import atomic_write_text, read_json
 from soaes_bench.reporting import style
-from soaes_bench.reporting.compare import _labels
+from soaes_bench.reporting.compare import _labels, cluster_keys, metric_items
 
 KINDS = ("auto", "phases", "sft-ablation", "distillation", "profile", "models")
 METRIC_ORDER = ["acc", "acc_norm", "cloze_acc", "circular_acc", "bits_per_byte", "rouge1", "rouge2", "rougeL", "bleu4"]
@@ -34,11 +55,43 @@ SKIP = {"acc_norm", "cloze_acc_norm", "rotation_acc", "byte_perplexity", "word_p
         "distinct", "looping", "length_ratio"}
 PHASES = ["base", "cpt", "sft_stage1", "stage1", "sft1", "sft_stage2", "stage2", "sft2", "sft", "progressive",
           "final", "distill"]
-NAMES = {"acc": "accuracy", "cloze_acc": "cloze accuracy", "circular_acc": "circular accuracy", "bits_per_byte": "bits per byte (lower is better)", "rouge1": "ROUGE-1",
-         "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bleu4": "BLEU-4", "alpha": "acceptance rate α"}
-FAMILIES = [("accuracy", {"acc", "acc_norm", "exact_match", "cloze_acc", "circular_acc"}), ("bits per byte (lower is better)", {"bits_per_byte"}),
-            ("ROUGE / BLEU (0-100)", set(GEN_METRICS))]
-RESAMPLES = 1000
+NAMES = {"acc": "accuracy", "cloze_acc": "cloze accuracy", "circular_acc": "circular accuracy",
+         "bits_per_byte": "bits per byte ↓", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
+         "bleu4": "BLEU-4", "alpha": "acceptance rate α"}
+FAMILIES = [("accuracy", {"acc", "acc_norm", "exact_match", "cloze_acc", "circular_acc"}),
+            ("bits per byte ↓", {"bits_per_byte"}), ("ROUGE / BLEU (0-100)", set(GEN_METRICS))]
+RESAMPLES = 1000  # error bars are for reading, not for decisions: half of compare's 2000 draws; seed BOOTSTRAP_SEED
+
+# The range each metric's values live in. A figure's interval must stay inside it (tests/test_plots.py checks every
+# drawn row): accuracies and shares in [0, 1], ROUGE and BLEU in [0, 100], bits per byte, perplexities and speeds >= 0.
+UNIT = {"acc", "acc_norm", "exact_match", "cloze_acc", "cloze_acc_norm", "circular_acc", "rotation_acc", "distinct",
+        "looping", "alpha", "alpha_token", "acceptance", "conditional_acceptance"}
+PERCENT = {"rouge1", "rouge2", "rougeL", "bleu4", "bleu"}
+NON_NEGATIVE = {"bits_per_byte", "byte_perplexity", "word_perplexity", "length_ratio", "speedup", "predicted_speedup",
+                "tau", "expected_tau"}
+
+TABLE_COLUMNS = ["label", "task", "metric", "value", "lo", "hi", "n", "method", "floor", "floor_name"]
+_LEVEL = f"{CONFIDENCE:.0%}"
+WHAT = {"mean": "the mean", "ratio": "the corpus ratio Σ bits / Σ bytes", "bleu": "corpus BLEU"}  # what each
+# compare.metric_items kind recomputes on every resample
+METHODS = {  # intervals without samples (value_interval) -> the words in the table and the caption
+    "gate": f"the gate's {_LEVEL} CI",
+    "stderr": f"{_LEVEL} normal interval, value ± z·stderr",
+    "logit": f"{_LEVEL} normal interval on the logit scale (bounded metric), from the stderr",
+    "none": "no interval",
+}
+FLOOR_LINE = (0, (4, 2))  # dashes of the floor lines, thinner than any series' line
+
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """(low, high) of the values `metric` can take; (-inf, inf) when unknown."""
+    if metric in UNIT:
+        return 0.0, 1.0
+    if metric in PERCENT:
+        return 0.0, 100.0
+    if metric in NON_NEGATIVE:
+        return 0.0, math.inf
+    return -math.inf, math.inf
 
 
 # helpers ----------------------------------------------------------------------------------------------------------
@@ -50,31 +103,87 @@ def _phase_rank(label: str) -> int | None:
     return None
 
 
+def _display_name(model, source) -> str:
+    """What a figure calls a run: its model name when that is a name ("base", "target"); a model stored as a path
+    (runs/reference/cpt/model) by the folder that names it (cpt; sft/single_stage -> "sft single-stage"); without a
+    model name, the run's folder (<phase>/eval/results.json -> <phase>)."""
+    m = model if isinstance(model, str) else ""
+    if m and "/" not in m and "\\" not in m:
+        return m
+    parts = list(PurePath(m).parts) if m else []
+    if parts and parts[-1] == "model":
+        parts = parts[:-1]
+    if not parts:
+        folder = Path(str(source)).parent
+        if folder.name in ("eval", results.PLAIN_DIR):
+            folder = folder.parent
+        parts = list(folder.parts)
+    if not parts:
+        return m or str(source)
+    last = parts[-1]
+    if len(parts) > 1 and _phase_rank(last) is None and _phase_rank(parts[-2]) is not None:
+        return f"{parts[-2]} {last.replace('_', '-')}"
+    return last
+
+
+def _add_floors(df: pd.DataFrame) -> pd.DataFrame:
+    """`floor`, `floor_name` of eval task rows: the task's best content-free floor from its results.json `floors`
+    block (evaluation/task_floors.py), NaN where there is none."""
+    blocks: dict[str, dict] = {}
+    floor, name = [], []
+    for r in df.itertuples():
+        f = None
+        if r.kind == "eval" and r.level == "task":
+            if r.source not in blocks:
+                try:
+                    tasks = read_json(r.source).get("tasks") or {}
+                except (OSError, ValueError, AttributeError, UserError):
+                    tasks = {}
+                blocks[r.source] = {t: v.get("floors") or {} for t, v in tasks.items() if isinstance(v, dict)}
+            f = (blocks[r.source].get(r.task) or {}).get(r.metric)
+        ok = isinstance(f, dict) and results.is_number(f.get("value"))
+        floor.append(float(f["value"]) if ok else math.nan)
+        name.append(str(f.get("name")) if ok and f.get("name") is not None else None)
+    return df.assign(floor=floor, floor_name=name)
+
+
 def _fold_plain(df: pd.DataFrame) -> pd.DataFrame:
     """A pipeline's <phase>/eval_plain/ scores the same model as <phase>/eval/ without the chat template: draw them
-    as that model's `<task>@plain` (the name its gates use), not as another model."""
-    from soaes_bench.results import PLAIN, PLAIN_DIR
-
+    as that model's `<task>@plain` (the name its gates use), not as another model. `origin` and `origin_task` keep
+    the file and task the row came from (its samples)."""
     src = df.source.astype(str)
-    plain = src.str.contains(f"/{PLAIN_DIR}/", regex=False)
+    plain = src.str.contains(f"/{results.PLAIN_DIR}/", regex=False)
     if plain.any():
-        df.loc[plain, "task"] = df.loc[plain, "task"] + PLAIN
-        df.loc[plain, "source"] = src[plain].str.replace(f"/{PLAIN_DIR}/", "/eval/", regex=False)
+        df.loc[plain, "task"] = df.loc[plain, "task"] + results.PLAIN
+        df.loc[plain, "source"] = src[plain].str.replace(f"/{results.PLAIN_DIR}/", "/eval/", regex=False)
     return df
 
 
-def _with_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Add `label` (one per source file: model name, phase for gates, draft for profiles) and `order`."""
-    df = _fold_plain(df.copy())
+def _with_labels(df: pd.DataFrame, names: dict[str, str] | None = None) -> pd.DataFrame:
+    """Add `label` (one per source file: model or phase name, phase for gates, draft for profiles; `names` maps
+    source files to labels given by the user), `order`, the rows' origin and their floors."""
+    df = df.copy()
+    df["origin"], df["origin_task"] = df.source, df.task
+    df = _fold_plain(_add_floors(df))
     sources = list(dict.fromkeys(df.source))
     frames = [df[df.source == s] for s in sources]
-    names = dict(zip(sources, _labels(frames, [Path(s) for s in sources])))
-    df["label"] = [names[s] for s in df.source]
+    shown = [f.assign(model=_display_name(f.model.dropna().iloc[0] if f.model.notna().any() else None, s))
+             for f, s in zip(frames, sources)]
+    # made unique among the files that keep them (a gate is named by its phase below, so "cpt" of cpt/eval and
+    # of cpt/gate.json are no clash)
+    own = [i for i, f in enumerate(frames) if not (f.kind == "gate").all()]
+    labels = {s: str(f.model.iloc[0]) for s, f in zip(sources, shown)}
+    labels.update(zip([sources[i] for i in own], _labels([shown[i] for i in own], [Path(sources[i]) for i in own])))
+    for s, f in zip(sources, frames):
+        given = [names[o] for o in dict.fromkeys(f.origin) if names and o in names]
+        if given:
+            labels[s] = given[0]
+    df["label"] = [labels[s] for s in df.source]
     gate = df.kind == "gate"
     df.loc[gate, "label"] = df.loc[gate, "phase"]
     prof = (df.kind == "profile") & df.draft.notna()
     drafts = df[prof].drop_duplicates("source")
-    if drafts.draft.is_unique:  # otherwise keep the per-file labels
+    if drafts.draft.is_unique and not names:  # otherwise keep the per-file labels
         df.loc[prof, "label"] = df.loc[prof, "draft"]
     order = list(dict.fromkeys(df.label))
     ranks = {lab: _phase_rank(lab) for lab in order}
@@ -105,56 +214,204 @@ def _light(color: str, f: float = 0.55) -> tuple:
     return tuple(c + (1 - c) * f for c in to_rgb(color))
 
 
-def interval(row) -> tuple[float, float]:
-    """(down, up) half-widths of a 95% interval for one tidy row; (0, 0) when nothing is known."""
-    if results.is_number(row.get("ci_lo")) and results.is_number(row.get("ci_hi")):
-        return max(0.0, row["value"] - row["ci_lo"]), max(0.0, row["ci_hi"] - row["value"])
-    if results.is_number(row.get("stderr")):
-        half = stats.normal_z() * row["stderr"]
-        return half, half
-    if row.get("kind") == "eval" and row.get("level") == "task" and isinstance(row.get("samples"), str):
-        s = results.load_samples(row["source"], row["task"])
+# intervals -------------------------------------------------------------------------------------------------------
+def _snap(value: float, lo: float, hi: float) -> tuple[float, float]:
+    """A bootstrap of identical items sums them in another order than the point estimate: its percentiles can miss
+    the value by a rounding error (1e-16). Only that is put back on the value; a real miss stays visible."""
+    eps = 1e-9 * max(1.0, abs(value))
+    if value < lo <= value + eps:
+        lo = value
+    if value - eps <= hi < value:
+        hi = value
+    return lo, hi
+
+
+class Bar(NamedTuple):
+    """The interval drawn for one value: `method` in words with its counts (the table), `caption` without them (the
+    figure's caption lists each kind once), `kind` the compare.metric_items kind or a METHODS key."""
+
+    lo: float
+    hi: float
+    n: int | None
+    method: str
+    caption: str
+    kind: str
+
+
+def _bootstrap_words(kind: str, iv) -> tuple[str, str]:
+    """(method with counts, method for the caption) of a stats.Interval of a metric_items `kind`."""
+    clustered = iv.n_clusters is not None and iv.n_clusters < iv.n
+    units = iv.n_clusters if clustered else iv.n
+    unit = "source documents (clusters of items)" if clustered else "documents" if kind == "ratio" else "items"
+    if iv.method == "none":
+        return stats.describe_method("none", units, clustered), "no interval where there are too few clusters"
+    if iv.method == "clopper-pearson":
+        text = f"{_LEVEL} Clopper-Pearson exact interval of the proportion"
+        return f"{text} ({iv.n} items)", text
+    what = f"{_LEVEL} {stats.describe_method(iv.method)}, of {WHAT[kind]}"
+    return f"{what} ({RESAMPLES} resamples of {units} {unit})", f"{what} ({RESAMPLES} resamples of {unit})"
+
+
+def value_interval(row, samples: pd.DataFrame | None = None) -> Bar:
+    """The 95% interval of one tidy row's value, never clipped; n is the number of items it rests on.
+
+    With per-item samples (eval task rows; `samples` or read from the row's file): the bootstrap of the metric's own
+    statistic (`compare.metric_items`: a mean of items, the corpus ratio of documents for bits per byte, corpus BLEU
+    for BLEU-4) by `stats.statistic_ci`, which resamples the items' source documents when the samples carry cluster
+    keys and picks the interval (percentile, BCa, Clopper-Pearson for few 0/1 items, none for too few clusters).
+    Every one reads quantiles of the statistic's own draws (or beta quantiles), so a bounded statistic keeps its
+    bounds. Else a gate's CI (ci_lo, ci_hi), else the stderr: value ± z·se, on the logit scale for a metric bounded
+    on both sides (the delta method: se / (p(1 - p)) there), so it stays inside the bounds.
+    """
+    value = row.get("value")
+    n = int(row["n"]) if results.is_number(row.get("n")) else None
+    if not results.is_number(value):
+        return Bar(math.nan, math.nan, n, METHODS["none"], METHODS["none"], "none")
+    if samples is None and row.get("kind") == "eval" and row.get("level") == "task" \
+            and isinstance(row.get("samples"), str):
+        samples = results.load_samples(row.get("origin", row["source"]), row.get("origin_task", row["task"]))
+    found = metric_items(samples, row["metric"]) if samples is not None and len(samples) else None
+    if found is not None:
+        x, statistic, kind = found
+        proportion = kind == "mean" and bool(np.all((x == 0) | (x == 1)))
         try:
-            if row["metric"] in results.CORPUS_METRICS and "bleu_pair" in s and s.bleu_pair.notna().all() and len(s):
-                x, f = bleu_items(list(s.bleu_pair))
-                _, lo, hi = stats.bootstrap_ci(x, f, RESAMPLES, 0)
-            elif row["metric"] in s and len(s) and all(results.is_number(v) for v in s[row["metric"]]):
-                _, lo, hi = stats.bootstrap_ci(s[row["metric"]].to_numpy(float), resamples=RESAMPLES)
-            else:
-                return 0.0, 0.0
+            iv = stats.statistic_ci(x, statistic, cluster_keys(samples), CONFIDENCE, RESAMPLES, BOOTSTRAP_SEED,
+                                    proportion=proportion)
         except ValueError:
-            return 0.0, 0.0
-        return max(0.0, row["value"] - lo), max(0.0, hi - row["value"])
-    return 0.0, 0.0
+            iv = None
+        if iv is not None:
+            lo, hi = _snap(value, iv.lo, iv.hi) if math.isfinite(iv.lo) and math.isfinite(iv.hi) else (iv.lo, iv.hi)
+            return Bar(lo, hi, iv.n, *_bootstrap_words(kind, iv), kind)
+    if results.is_number(row.get("ci_lo")) and results.is_number(row.get("ci_hi")):
+        return Bar(float(row["ci_lo"]), float(row["ci_hi"]), n, METHODS["gate"], METHODS["gate"], "gate")
+    se = row.get("stderr")
+    if results.is_number(se) and se >= 0:
+        z = stats.normal_z(CONFIDENCE)
+        a, b = metric_bounds(row["metric"])
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return Bar(value - z * se, value + z * se, n, METHODS["stderr"], METHODS["stderr"], "stderr")
+        if se == 0:
+            return Bar(value, value, n, METHODS["stderr"], METHODS["stderr"], "stderr")
+        if a < value < b:  # at a bound with a spread, no normal interval respects the bound: none is drawn
+            p = (value - a) / (b - a)
+            centre, half = math.log(p / (1 - p)), z * se / (b - a) / (p * (1 - p))
+            lo, hi = (a + (b - a) / (1 + math.exp(-(centre + s * half))) for s in (-1, 1))
+            return Bar(lo, hi, n, METHODS["logit"], METHODS["logit"], "logit")
+    return Bar(math.nan, math.nan, n, METHODS["none"], METHODS["none"], "none")
 
 
-def _errors(rows: pd.DataFrame) -> np.ndarray:
-    return np.array([interval(r) for _, r in rows.iterrows()]).T.reshape(2, -1)
+def interval(row) -> tuple[float, float]:
+    """(down, up) distances from the value to the ends of its interval (value_interval); (0, 0) when none."""
+    bar = value_interval(row)
+    if not (math.isfinite(bar.lo) and math.isfinite(bar.hi)):
+        return 0.0, 0.0
+    return row["value"] - bar.lo, bar.hi - row["value"]
 
 
-def _bars(ax, table: pd.DataFrame, xkey: str, xs: list, series: list, ylabel: str) -> None:
-    """Grouped bars: one group per x, one hatched bar per series, 95% error bars."""
+def _measure(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with lo, hi, n, method and caption: every interval a figure draws, each samples file read once."""
+    cache: dict = {}
+    out = []
+    for _, r in rows.iterrows():
+        s = None
+        if r.get("kind") == "eval" and r.get("level") == "task" and isinstance(r.get("samples"), str):
+            key = (r["origin"], r["origin_task"])
+            if key not in cache:
+                cache[key] = results.load_samples(*key)
+            s = cache[key]
+        out.append(value_interval(r, s))
+    rows = rows.copy()
+    rows["lo"] = [o.lo for o in out]
+    rows["hi"] = [o.hi for o in out]
+    rows["n"] = pd.array([o.n for o in out], dtype="Int64")
+    rows["method"] = [o.method for o in out]
+    rows["caption"] = [o.caption for o in out]
+    return rows
+
+
+def _n_text(ns) -> str:
+    vals = sorted({int(v) for v in ns if pd.notna(v)})
+    if not vals:
+        return ""
+    return f"n={vals[0]}" if len(vals) == 1 else f"n={vals[0]}–{vals[-1]}"
+
+
+def _err(rows: pd.DataFrame) -> np.ndarray:
+    """(2, k) distances from each value to lo and hi; NaN (no bar drawn) where there is no interval."""
+    v = rows.value.to_numpy(float)
+    return np.vstack([v - rows.lo.to_numpy(float), rows.hi.to_numpy(float) - v])
+
+
+# tables and captions -----------------------------------------------------------------------------------------------
+def figure_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows a figure draws as its table (TABLE_COLUMNS, method in words), in drawing order."""
+    t = rows[rows.value.notna()].copy()
+    for col in TABLE_COLUMNS:
+        if col not in t:
+            t[col] = None
+    extra = [c for c in ("x",) if c in rows]
+    return t[TABLE_COLUMNS + extra].reset_index(drop=True)
+
+
+def write_table(table: pd.DataFrame, stem: str | Path) -> Path:
+    """`<stem>.csv`, atomically; floats with 10 significant digits so the file does not churn."""
+    text = table.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    return atomic_write_text(Path(stem).with_suffix(".csv"), text)
+
+
+def _caption(fig, rows: pd.DataFrame, width: float, floors: bool, extra: str = "") -> None:
+    """The figure's caption under it: the interval methods used (n: legend or tick labels), the floor lines."""
+    kinds = list(dict.fromkeys(rows.caption if "caption" in rows else rows.method))
+    bars = [k for k in kinds if not k.startswith("no interval")]
+    text = "Error bars: " + "; ".join(bars) + "." if bars else "No intervals known."
+    if len(bars) < len(kinds) and bars:
+        text += " A point without a bar has no interval."
+    if floors:
+        text += " Dashed: each task's best content-free floor (a model that reads nothing)."
+    text += (" " + extra) if extra else ""
+    fig.supxlabel("\n".join(textwrap.wrap(text, width=int(width * 19))), fontsize=6, x=0.02, ha="left")
+
+
+def _save(fig, out: str | Path, table: pd.DataFrame) -> list[Path]:
+    return style.save(fig, out) + [write_table(table, out)]
+
+
+def _bars(ax, table: pd.DataFrame, xkey: str, xs: list, series: list, ylabel: str,
+          xlabels: list[str] | None = None) -> bool:
+    """Grouped bars: one group per x, one hatched bar per series, 95% error bars; each x's floor as a dashed
+    segment over its group. True when a floor was drawn."""
     width = 0.8 / max(1, len(series))
     for i, name in enumerate(series):
         st = style.series(i)
-        rows = table[table.label == name].set_index(xkey).reindex(xs)
+        rows = table[table.label == name].drop_duplicates(xkey).set_index(xkey).reindex(xs)
         pos = np.arange(len(xs)) + (i - (len(series) - 1) / 2) * width
         have = rows.value.notna().to_numpy()
-        err = _errors(rows.reset_index()[have]) if have.any() else None
-        ax.bar(pos[have], rows.value.to_numpy()[have], width, yerr=err if err is not None and err.any() else None,
-               color=_light(st["color"]), edgecolor="black", linewidth=0.6, hatch=st["hatch"],
-               error_kw={"elinewidth": 0.7})
-    _xticks(ax, [NAMES.get(x, x) if isinstance(x, str) else str(x) for x in xs])
+        err = _err(rows[have]) if have.any() else None
+        ax.bar(pos[have], rows.value.to_numpy()[have], width, yerr=err, color=_light(st["color"]),
+               edgecolor="black", linewidth=0.6, hatch=st["hatch"], error_kw={"elinewidth": 0.7})
+    drawn = False
+    if "floor" in table:
+        for j, x in enumerate(xs):
+            f = table[table[xkey] == x].floor.dropna()
+            if len(f):
+                ax.hlines(float(f.iloc[0]), j - 0.45, j + 0.45, colors="black", linestyles=[FLOOR_LINE],
+                          linewidth=0.9, zorder=3)
+                drawn = True
+    _xticks(ax, xlabels or [NAMES.get(x, x) if isinstance(x, str) else str(x) for x in xs])
     ax.set_ylabel(ylabel)
+    return drawn
 
 
-def _bar_legend(fig, series: list[str]) -> None:
+def _bar_legend(fig, series: list[str], floor: bool = False) -> None:
     """One legend under the figure for bar series, drawn from the style (panels may lack a series)."""
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=_light(style.series(i)["color"]), edgecolor="black", linewidth=0.6,
                      hatch=style.series(i)["hatch"], label=name) for i, name in enumerate(series)]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(series), 5))
+    if floor:
+        handles.append(Line2D([], [], color="black", linestyle=FLOOR_LINE, linewidth=0.9, label="best floor"))
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6))
 
 
 def _integer_x(ax) -> None:
@@ -176,10 +433,10 @@ def _xticks(ax, labels: list[str]) -> None:
     ax.set_xticks(range(len(labels)), labels, rotation=30 if long else 0, ha="right" if long else "center")
 
 
-def plot_phases(df: pd.DataFrame, out: str | Path) -> list[Path]:
+def plot_phases(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
     """Scores per phase: a row of panels per suite (general, domain), a column per metric family (accuracy,
-    bits per byte, ROUGE/BLEU), a line per task and metric."""
-    d = _with_labels(df)
+    bits per byte, ROUGE/BLEU), a line per task and metric with its floor dashed; a phase without the task is a gap."""
+    d = _with_labels(df, names)
     ev = d[(d.kind == "eval") & (d.level == "task")]
     if ev.empty:  # gate reports only: the values the gates measured
         ev = d[d.kind == "gate"].copy()
@@ -187,13 +444,16 @@ def plot_phases(df: pd.DataFrame, out: str | Path) -> list[Path]:
     ev = ev[ev.metric.isin(_metrics(ev))].assign(family=lambda t: [_family(m) for m in t.metric])
     if ev.empty:
         raise UserError("plot phases: no results or gate rows in the inputs")
+    ev = _measure(ev)
     phases = list(ev.sort_values("order").label.drop_duplicates())
     groups = _groups(ev)
     families = sorted(dict.fromkeys(ev.family), key=lambda f: [n for n, _ in FAMILIES].index(f)
                       if f in [n for n, _ in FAMILIES] else len(FAMILIES))
+    drawn, any_floor = [], False
+    width = style.PAGE_WIDTH if len(families) > 1 else style.COLUMN_WIDTH + 0.6
     with style.paper():
-        fig, axes = style.figure(width=style.PAGE_WIDTH if len(families) > 1 else style.COLUMN_WIDTH + 0.6,
-                                 height=2.1 * len(groups) + 0.2, nrows=len(groups), ncols=len(families))
+        fig, axes = style.figure(width=width, height=3.0 * len(groups) + 0.5, nrows=len(groups), ncols=len(families))
+        x = np.arange(len(phases))
         for r, g in enumerate(groups):
             for c, fam in enumerate(families):
                 ax = axes[r, c]
@@ -202,70 +462,126 @@ def plot_phases(df: pd.DataFrame, out: str | Path) -> list[Path]:
                     ax.set_visible(False)
                     continue
                 lines = list(dict.fromkeys(zip(sub.task, sub.metric)))
+                tasks = [t for t, _ in lines]
                 for i, (task, metric) in enumerate(lines):
                     st = style.series(i)
                     rows = sub[(sub.task == task) & (sub.metric == metric)].drop_duplicates("label")
+                    drawn.append(rows)
                     rows = rows.set_index("label").reindex(phases)
-                    have = rows.value.notna().to_numpy()
-                    name = _short(task, g) if len({m for _, m in lines}) == 1 else NAMES.get(metric, metric)
-                    if len({t for t, _ in lines}) > 1 and len({m for _, m in lines}) > 1:
+                    # the task names the line; the metric too where the panel shows several of one task
+                    name = _short(task, g) if len(set(tasks)) == len(tasks) else NAMES.get(metric, metric)
+                    if len(set(tasks)) > 1 and len(set(tasks)) < len(tasks):
                         name = f"{_short(task, g)} {NAMES.get(metric, metric)}"
-                    ax.errorbar(np.arange(len(phases))[have], rows.value.to_numpy()[have],
-                                yerr=_errors(rows.reset_index()[have]), label=name, color=st["color"],
-                                marker=st["marker"], linestyle=st["linestyle"])
+                    n = _n_text(rows.n)
+                    # NaN values break the line: a phase that did not run the task is a gap
+                    ax.errorbar(x, rows.value.to_numpy(float), yerr=_err(rows), label=f"{name} ({n})" if n else name,
+                                color=st["color"], marker=st["marker"], linestyle=st["linestyle"])
+                    floor = rows.floor.dropna()
+                    if len(floor):  # the series' hollow marker at the right end names the line in grayscale
+                        ax.plot([x[0] - 0.2, x[-1] + 0.2], [float(floor.iloc[0])] * 2, color=st["color"],
+                                linestyle=FLOOR_LINE, linewidth=0.8, marker=st["marker"], markevery=[1],
+                                fillstyle="none")
+                        any_floor = True
                     thr = rows.threshold.to_numpy(float)
                     if np.isfinite(thr).any():  # gate reports: the threshold each phase had to meet
-                        ax.plot(np.arange(len(phases)), thr, color="gray", linestyle=":", marker="_",
-                                markersize=10, label=f"{name} threshold")
+                        ax.plot(x, thr, color="gray", linestyle=":", marker="_", markersize=10,
+                                label=f"{name} threshold")
                 _xticks(ax, phases)
+                ax.set_xlim(x[0] - 0.35, x[-1] + 0.35)
                 ax.set_title(f"{g.replace('soaes_', '') or 'other'} · {fam}")
-                if len(ax.get_legend_handles_labels()[1]) > 1:
-                    ax.legend(loc="best")
-        return style.save(fig, out)
+                names = ax.get_legend_handles_labels()[1]
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=6, handlelength=2.5,
+                          ncols=2 if max(map(len, names)) <= 14 else 1,
+                          columnspacing=1.0)  # below the panel: lines and floors fill it
+        table = pd.concat(drawn)
+        _caption(fig, table, width, any_floor)
+        return _save(fig, out, figure_table(table))
 
 
-def plot_sft_ablation(df: pd.DataFrame, out: str | Path) -> list[Path]:
+def plot_sft_ablation(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
     """Single-stage vs progressive SFT: ROUGE-1/2/L and BLEU-4 bars with 95% CIs, one panel per generation task."""
-    d = _with_labels(df)
+    d = _with_labels(df, names)
     ev = d[(d.kind == "eval") & (d.level == "task") & d.metric.isin(GEN_METRICS)]
     if ev.empty:
         raise UserError("plot sft-ablation: no ROUGE/BLEU rows in the inputs (need generation tasks)")
+    ev = _measure(ev)
     runs = list(ev.sort_values("order").label.drop_duplicates())
     runs.sort(key=lambda lab: 0 if "single" in lab.lower() else 1 if "progress" in lab.lower() else 0.5)
+    if not names and len(runs) == 2 and "single" in runs[0].lower() and "progress" not in runs[1].lower():
+        ev = ev.replace({"label": {runs[1]: f"{runs[1]} (progressive)"}})  # the pipeline's sft phase is progressive
+        runs[1] = f"{runs[1]} (progressive)"
     tasks = sorted(dict.fromkeys(ev.task), key=lambda t: 0 if "domain" in t else 1)
+    floor = False
     with style.paper():
-        fig, axes = style.figure(height=2.4, ncols=len(tasks))
+        fig, axes = style.figure(height=2.8, ncols=len(tasks))
         for ax, task in zip(axes[0], tasks):
             sub = ev[ev.task == task]
-            _bars(ax, sub, "metric", [m for m in GEN_METRICS if m in set(sub.metric)], runs, "score (0-100)")
-            ax.set_title(task)
-        _bar_legend(fig, runs)
-        return style.save(fig, out)
+            floor |= _bars(ax, sub, "metric", [m for m in GEN_METRICS if m in set(sub.metric)], runs, "score (0-100)")
+            ax.set_title(f"{task} ({_n_text(sub.n)})")
+        _bar_legend(fig, runs, floor)
+        table = ev.sort_values(["task", "order"], kind="stable")
+        _caption(fig, table, style.PAGE_WIDTH, floor)
+        return _save(fig, out, figure_table(table))
 
 
-def plot_models(df: pd.DataFrame, out: str | Path) -> list[Path]:
-    """Grouped bars comparing models per task, one panel per metric."""
-    d = _with_labels(df)
+def plot_models(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
+    """Grouped bars comparing models per task, one panel per metric, each task's floor dashed over its group."""
+    d = _with_labels(df, names)
     ev = d[(d.kind == "eval") & (d.level == "task")]
     if ev.empty:
         raise UserError("plot models: no results rows in the inputs")
     models = list(ev.sort_values("order").label.drop_duplicates())
     metrics = _metrics(ev)
+    ev = _measure(ev[ev.metric.isin(metrics)])
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
+    floor, drawn = False, []
     with style.paper():
-        fig, axes = style.figure(height=2.2 * nrows + 0.3, nrows=nrows, ncols=ncols)
+        fig, axes = style.figure(height=2.3 * nrows + 0.7, nrows=nrows, ncols=ncols)
         flat = list(axes.flat)
         for ax, metric in zip(flat, metrics):
             sub = ev[ev.metric == metric].assign(x=lambda t: t.task.str.removeprefix("soaes_"))
-            _bars(ax, sub, "x", list(dict.fromkeys(sub.x)), models, NAMES.get(metric, metric))
+            xs = list(dict.fromkeys(sub.x))
+            ticks = [f"{x} ({_n_text(sub[sub.x == x].n)})" for x in xs]
+            floor |= _bars(ax, sub, "x", xs, models, NAMES.get(metric, metric), ticks)
+            drawn.append(sub.drop(columns="x"))
         for ax in flat[len(metrics):]:
             ax.set_visible(False)
-        _bar_legend(fig, models)
-        return style.save(fig, out)
+        _bar_legend(fig, models, floor)
+        table = pd.concat(drawn)
+        _caption(fig, table, style.PAGE_WIDTH, floor)
+        return _save(fig, out, figure_table(table))
 
 
-def plot_profile(df: pd.DataFrame, out: str | Path) -> list[Path]:
+def _profile_table(report: dict, source) -> pd.DataFrame:
+    """The numbers the profile panels draw (soaes_bench.reporting.profile_figures), one row per setting and metric;
+    x is the setting (γ, context, draft position)."""
+    rows = []
+    for s in report.get("settings") or []:
+        where = f"γ={s.get('gamma')}, context={s.get('context')}"
+        level = s.get("ci_level")
+        for metric in ("speedup", "predicted_speedup", "tau", "expected_tau", "alpha"):
+            v = s.get(metric)
+            if not results.is_number(v):
+                continue
+            ci = s.get(f"{metric}_ci")
+            has = isinstance(ci, list) and len(ci) == 2 and all(results.is_number(c) for c in ci)
+            method = (METHODS["none"] if not has else "order-statistic CI of the median of repeats"
+                      + (f" ({stats.level_label(level)})" if level else " (level not recorded)"))
+            rows.append({"label": s.get("category"), "task": "speculative", "metric": metric, "value": float(v),
+                         "lo": ci[0] if has else math.nan, "hi": ci[1] if has else math.nan,
+                         "n": s.get("n_prompts"), "method": method, "x": where})
+        for i, v in enumerate(s.get("acceptance_by_position") or [], 1):
+            if results.is_number(v):
+                rows.append({"label": s.get("category"), "task": "speculative", "metric": "acceptance", "value": v,
+                             "lo": math.nan, "hi": math.nan, "n": s.get("n_prompts"), "method": METHODS["none"],
+                             "x": f"{where}, position={i}"})
+    t = pd.DataFrame(rows, columns=TABLE_COLUMNS + ["x"])
+    t["n"] = t["n"].astype("Int64")
+    return t
+
+
+def plot_profile(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
     """Profiler curves of one target/draft pair (the first profile in the inputs), drawn by the profiler's own
     panels (soaes_bench.reporting.profile_figures): speedup vs gamma measured and predicted, acceptance by position,
     tokens per target forward, speedup vs context."""
@@ -288,7 +604,7 @@ def plot_profile(df: pd.DataFrame, out: str | Path) -> list[Path]:
             _integer_x(ax)
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
-        return style.save(fig, out)
+        return _save(fig, out, _profile_table(report, source))
 
 
 def _pooled(pr: pd.DataFrame) -> pd.DataFrame:
@@ -300,9 +616,10 @@ def _pooled(pr: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts) if parts else pr
 
 
-def plot_distillation(df: pd.DataFrame, out: str | Path) -> list[Path]:
-    """Acceptance of each draft (undistilled vs distilled): alpha per gamma, and by position at the largest gamma."""
-    d = _with_labels(df[df.kind == "profile"])
+def plot_distillation(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
+    """Acceptance of each draft (undistilled vs distilled): alpha per gamma, and by position at the largest gamma.
+    The profiles store no interval of α, so no bars (the caption says so)."""
+    d = _with_labels(df[df.kind == "profile"], names)
     if d.empty:
         raise UserError("plot distillation: no profile rows in the inputs")
     drafts = sorted(dict.fromkeys(d.sort_values("order").label), key=lambda s: 1 if "distil" in s.lower() and
@@ -311,20 +628,21 @@ def plot_distillation(df: pd.DataFrame, out: str | Path) -> list[Path]:
     by_gamma = pooled[(pooled.metric == "alpha")].groupby(["label", "gamma"], as_index=False).value.mean()
     pos = pooled[(pooled.metric == "acceptance") & pooled.position.notna()]
     pos = pos[pos.gamma == pos.groupby("label").gamma.transform("max")]
+    width = style.PAGE_WIDTH if len(pos) else style.COLUMN_WIDTH + 0.6
     with style.paper():
-        fig, axes = style.figure(width=style.PAGE_WIDTH if len(pos) else style.COLUMN_WIDTH + 0.6, height=2.4,
-                                 ncols=2 if len(pos) else 1)
+        fig, axes = style.figure(width=width, height=2.7, ncols=2 if len(pos) else 1)
         if by_gamma.empty:
             raise UserError("plot distillation: the profiles have no alpha per gamma")
         gammas = sorted(by_gamma.gamma.unique())
-        _bars(axes[0, 0], by_gamma.assign(gamma=by_gamma.gamma.astype(int)), "gamma", [int(g) for g in gammas],
-              drafts, NAMES["alpha"])
+        bars = by_gamma.assign(gamma=by_gamma.gamma.astype(int), lo=math.nan, hi=math.nan)
+        _bars(axes[0, 0], bars, "gamma", [int(g) for g in gammas], drafts, NAMES["alpha"])
         axes[0, 0].set(xlabel="draft length γ", ylim=(0, 1.02), title="acceptance rate")
+        lines = pos.groupby(["label", "position"], as_index=False).value.mean()
         if len(pos):
             ax = axes[0, 1]
             for i, name in enumerate(drafts):
                 st = style.series(i)
-                sub = pos[(pos.label == name)].groupby("position", as_index=False).value.mean()
+                sub = lines[lines.label == name]
                 ax.plot(sub.position, sub.value, color=st["color"], marker=st["marker"], linestyle=st["linestyle"],
                         label=name)
             ax.set(xlabel="draft position", ylabel="P(position accepted)", ylim=(0, 1.02),
@@ -332,7 +650,15 @@ def plot_distillation(df: pd.DataFrame, out: str | Path) -> list[Path]:
             _integer_x(ax)
             ax.legend(loc="best")
         _bar_legend(fig, drafts)
-        return style.save(fig, out)
+        table = pd.concat([
+            bars.assign(metric="alpha", x=[f"γ={g}" for g in bars.gamma]),
+            lines.assign(metric="acceptance", lo=math.nan, hi=math.nan,
+                         x=[f"γ={int(pos.gamma.max())}, position={int(p)}" for p in lines.position])])
+        table = table.assign(task="speculative", n=pd.array([None] * len(table), dtype="Int64"), method=METHODS["none"],
+                             floor=math.nan, floor_name=None)
+        _caption(fig, table, width, False, "α is the mean over the pooled short-prompt settings; the profiles store "
+                                           "no interval of it.")
+        return _save(fig, out, figure_table(table))
 
 
 FIGURES = {"phases": plot_phases, "sft-ablation": plot_sft_ablation, "distillation": plot_distillation,
@@ -360,21 +686,35 @@ def auto_kinds(df: pd.DataFrame) -> list[str]:
     return kinds
 
 
-def plot(inputs, kind: str = "auto", output: str | Path = "reports/figures") -> list[Path]:
-    """Draw figures of `kind` (or every kind the inputs call for) into `output`; returns the files written."""
+def _label_map(inputs, labels) -> dict[str, str] | None:
+    """{source file: label} for `labels`, one per input (each file an input folder holds gets its input's label)."""
+    if labels is None:
+        return None
+    labels = [s.strip() for s in labels.split(",")] if isinstance(labels, str) else list(labels)
+    inputs = list(inputs)
+    if len(labels) != len(inputs) or not all(labels):
+        raise UserError(f"--labels: need one non-empty label per input ({len(inputs)}), got {len(labels)}")
+    return {str(f): lab for inp, lab in zip(inputs, labels) for f in results.find_files([inp])}
+
+
+def plot(inputs, kind: str = "auto", output: str | Path = "reports/figures", labels=None) -> list[Path]:
+    """Draw figures of `kind` (or every kind the inputs call for) into `output`; returns the files written (PNG,
+    SVG, PDF and the CSV table of each figure). `labels`: one name per input (list or comma-separated)."""
     if kind not in KINDS:
         raise UserError(f"--kind: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     df = results.load(inputs)
     if df.empty:
         raise UserError(f"{', '.join(map(str, inputs))}: no measurements found")
+    names = _label_map(inputs, labels)
     kinds = auto_kinds(df) if kind == "auto" else [kind]
     out = []
     for k in kinds:
-        out += FIGURES[k](df, Path(output) / k.replace("-", "_"))
+        out += FIGURES[k](df, Path(output) / k.replace("-", "_"), names)
     return out
 
 
 def cli_plot(args) -> int:
-    for path in plot(args.inputs, args.kind, args.output):
+    for path in plot(args.inputs, args.kind, args.output, getattr(args, "labels", None)):
         print(path)
     return 0

@@ -20,7 +20,7 @@ from soaes_bench.io import atomic_write_text, write_jsonl
 from soaes_bench.records import profile as profile_record
 from soaes_bench.reporting.profile_figures import write_figures
 from soaes_bench.reporting.profile_tables import to_markdown
-from soaes_bench.speculative.model_pair import load_pair
+from soaes_bench.speculative.model_pair import check_pair_dirs, load_pair
 from soaes_bench.speculative.profile import default_pair_dirs, profile, relabel
 from soaes_bench.speculative.prompts import load_prompts
 
@@ -53,6 +53,7 @@ def cli_profile(args) -> int:
             raise UserError(f"--threads: must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     target_dir, draft_dir = default_pair_dirs(args.target, args.draft)
+    check_pair_dirs(target_dir, draft_dir)  # vocabularies from config.json and tokenizer files, before any weight
     # every input before minutes of timing: both model dirs (config/weights agree, complete, finite), the prompt
     # file (UTF-8), the output dir (usable, outside the package); then the output dir is locked for the run
     validate.model_dir(target_dir, "--target")
@@ -62,7 +63,8 @@ def cli_profile(args) -> int:
     prompts = load_prompts(args.prompts, args.num_prompts)
     out = validate.output_dir(args.output)
     with lock.hold(out, "soaes-bench profile"):
-        target, draft, ttok, dtok = load_pair(target_dir, draft_dir, args.device, args.dtype)
+        target, draft, ttok, dtok = load_pair(target_dir, draft_dir, args.device, args.dtype,
+                                              getattr(args, "attn", "eager"))
         report = profile(target, draft, ttok, prompts=prompts, gammas=args.gamma, contexts=args.contexts,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, repeats=args.repeats,
                          num_prompts=args.num_prompts, seed=args.seed, hf_baseline=args.hf_baseline,
@@ -78,7 +80,8 @@ def cli_profile(args) -> int:
 
     print(f"best gamma {s['best_gamma']} ({s['category']}): speedup {f(s['speedup'], '.2f')}x "
           f"(predicted {f(s['predicted_speedup'], '.2f')}x, measured/predicted {f(s['measured_over_predicted'], '.2f')}), "
-          f"alpha {f(s['alpha'])}, tau {f(s['tau'], '.2f')}, c {f(s['c'])}, {report['env']['dtype']}, lossless {f(s['lossless'])}"
+          f"alpha {f(s['alpha'])}, tau {f(s['tau'], '.2f')}, c {f(s['c'])}, {report['env']['dtype']}, "
+          f"{report['env']['device_name']}, lossless {f(s['lossless'])}"
           + (f", ours/HF assisted {f(s['ours_over_hf'], '.2f')}" if s["ours_over_hf"] is not None else ""))
     print(f"wrote {Path(args.output) / 'profile.json'}")
     return 0

@@ -39,6 +39,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def _env_extra(env: dict) -> str:
+    """CUDA version, attention kernel and clock, for profiles that record them."""
+    parts = [f"CUDA {env['cuda']}" if env.get("cuda") else "",
+             f"{env['attn_implementation']} attention" if env.get("attn_implementation") else "",
+             f"timed by {env['timer']}" if env.get("timer") else ""]
+    return "".join(f", {p}" for p in parts if p)
+
+
 def to_markdown(report: dict) -> str:
     m, d, env, cfg, s = report["model"], report["draft"], report["env"], report["config"], report["summary"]
     best_level = f" ({level_label(s['ci_level'])} CI)" if s.get("ci_level") else ""
@@ -48,7 +56,7 @@ def to_markdown(report: dict) -> str:
         f"- target: {m['name']} ({m['layers']}×{m['hidden']}, {m['n_params']:,} params, weights {str(m['weights_sha256'])[:12]})",
         f"- draft: {d['name']} ({d['layers']}×{d['hidden']}, {d['n_params']:,} params, weights {str(d['weights_sha256'])[:12]})",
         f"- {env['device']} ({env['device_name']}), {env['threads']} threads, {env.get('dtype') or 'float32'}, torch {env['torch']}, "
-        f"transformers {env['transformers']}; {report['date']}, seed {report['seed']}",
+        f"transformers {env['transformers']}{_env_extra(env)}; {report['date']}, seed {report['seed']}",
         f"- {mode}; {cfg['max_new_tokens']} new tokens{' (EOS ignored)' if cfg.get('ignore_eos') else ''}; {cfg['repeats']} repeats after {cfg['warmup']} warm-up; "
         f"prompts {cfg['prompts']}; chat template {'on' if cfg['chat_template'] else 'off'}; "
         f"long contexts from {cfg['long_source'] or '–'}",

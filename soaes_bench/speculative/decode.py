@@ -10,6 +10,12 @@ One round, with `seq` the tokens so far (prompt + emitted) and the target cache 
      negative n removes n positions). After a full accept the draft has not seen d_gamma: it feeds it next round.
 Greedy output is token-for-token the target's own greedy output (lossless), including where it stops on EOS.
 
+Nothing here is Qwen2-specific: any causal LM whose forward takes a transformers `Cache` works. The cache keyword is
+read from the forward's signature (`cache` in recent transformers 5 releases, `past_key_values` before; `cache_kwarg`),
+`DynamicCache(config=...)` builds the per-layer cache the model's config asks for, and config fields are read with
+fallbacks (`config_value`). A draft whose embedding matrix is padded to another size than the target's (same
+tokenizer) proposes only ids both models have (`vocab_limit`); under sampling its q is zero above that.
+
     from soaes_bench.speculative.decode import speculative_generate, target_generate
     spec = speculative_generate(target, draft, prompt_ids, gamma=3, max_new_tokens=64, eos_token_id=[0, 2])
     base = target_generate(target, prompt_ids, max_new_tokens=64, eos_token_id=[0, 2])
@@ -18,6 +24,8 @@ Greedy output is token-for-token the target's own greedy output (lossless), incl
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -58,15 +66,70 @@ def _eos_set(eos_token_id) -> frozenset[int]:
     return frozenset(int(e) for e in eos_token_id)
 
 
-def _new_cache(model):
+# -------------------------------------------------------------------------------------------------------------
+# Model-agnostic access to the cache and the config
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg_of(forward) -> str:
+    try:
+        params = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return "cache"
+    return "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
+
+
+def cache_kwarg(model) -> str:
+    """The forward keyword that takes a KV cache: "cache" (recent transformers 5 releases, where the old name is a
+    deprecated alias) or "past_key_values" (older releases, where an unknown `cache=` would be swallowed by
+    **kwargs and the cache silently not used)."""
+    return _cache_kwarg_of(getattr(type(model), "forward", None) or model)
+
+
+def new_cache(model):
+    """An empty DynamicCache laid out for `model` (its config says which layers are full or sliding-window)."""
     from transformers import DynamicCache
 
     return DynamicCache(config=model.config)
 
 
+def text_config(model):
+    """The config that describes the language model (the text part of a multimodal config)."""
+    cfg = model.config
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
+def config_value(model, names: Sequence[str], default=None):
+    """The first of `names` set in the model's (text) config: architectures name the same field differently
+    (num_hidden_layers / n_layer / num_layers, max_position_embeddings / n_positions, ...)."""
+    cfg = text_config(model)
+    for name in names:
+        value = getattr(cfg, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+MAX_POSITION_NAMES = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def max_positions(model) -> int | None:
+    """The longest sequence the model's position scheme covers, None when its config does not say."""
+    value = config_value(model, MAX_POSITION_NAMES)
+    return int(value) if value is not None else None
+
+
+def vocab_limit(target, draft) -> int | None:
+    """Token ids the draft may propose: the common vocabulary when the two embedding matrices differ in size
+    (padding), None when they are equal (nothing to cut)."""
+    tv, dv = _vocab_size(target), _vocab_size(draft)
+    return min(tv, dv) if tv != dv else None
+
+
 def _forward(model, ids: torch.Tensor, cache, last_only: bool) -> torch.Tensor:
     """Logits (n, vocab) for ids (1, n), appending to `cache`; last_only keeps only the final row."""
-    return model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1 if last_only else 0).logits[0]
+    return model(input_ids=ids, **{cache_kwarg(model): cache}, use_cache=True,
+                 logits_to_keep=1 if last_only else 0).logits[0]
 
 
 def _finish(out: list[int], new: Sequence[int], eos: frozenset[int], limit: int) -> bool:
@@ -87,7 +150,7 @@ def target_generate(target, prompt_ids: Sequence[int], max_new_tokens: int, eos_
     if max_new_tokens <= 0:
         return Generation(out)
     device = target.device
-    cache = _new_cache(target)
+    cache = new_cache(target)
     logits = _forward(target, torch.tensor([list(prompt_ids)], device=device), cache, True)[-1]
     forwards = 1
     while True:
@@ -115,7 +178,8 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gamma: int, m
         return gen
     device = target.device
     seq = list(prompt_ids)
-    tcache, dcache = _new_cache(target), _new_cache(draft)
+    tcache, dcache = new_cache(target), new_cache(draft)
+    limit = vocab_limit(target, draft)
     if len(seq) > 1:  # the target holds seq[:-1]; seq[-1] goes into the first verification forward
         _forward(target, torch.tensor([seq[:-1]], device=device), tcache, True)
         gen.target_forwards += 1
@@ -127,6 +191,8 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gamma: int, m
         feed = torch.tensor([seq[d_len:]], device=device)
         for _ in range(g):
             logits = _forward(draft, feed, dcache, True)[-1]
+            if limit is not None:
+                logits = logits[:limit]
             if sampling:
                 q = sampling_probs(logits, temperature, top_p)
                 tok = torch.multinomial(q, 1, generator=generator)
@@ -145,6 +211,8 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gamma: int, m
         draft_list = block[1:].tolist()
         if sampling:
             q_stack = torch.stack(q_rows) if g else logits.new_zeros((0, logits.shape[-1]))
+            if q_stack.shape[-1] < logits.shape[-1]:  # a smaller draft vocabulary: q is 0 on the target's extra ids
+                q_stack = torch.nn.functional.pad(q_stack, (0, logits.shape[-1] - q_stack.shape[-1]))
             n, nxt = verify(sampling_probs(logits, temperature, top_p), q_stack, block[1:], generator)
         else:
             n, nxt = greedy_verify(logits.argmax(-1).tolist(), draft_list)
@@ -156,6 +224,9 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gamma: int, m
             d_len = keep
         gen.records.append((g, n))
         new = draft_list[:n] + [nxt]
+        if limit is not None and nxt >= _vocab_size(draft):
+            raise UserError(f"the target generated token id {nxt}, beyond the draft's vocab_size "
+                            f"{_vocab_size(draft)} (embedding padding is only safe for ids the tokenizer never makes)")
         seq.extend(new)
         if _finish(out, new, eos, max_new_tokens):
             return gen
@@ -166,8 +237,7 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gamma: int, m
 
 
 def _vocab_size(model) -> int:
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return int(cfg.vocab_size)
+    return int(text_config(model).vocab_size)
 
 
 def _specials(tok) -> dict[str, object]:
@@ -179,9 +249,17 @@ def _specials(tok) -> dict[str, object]:
 
 def check_compatible(target, draft, target_tok=None, draft_tok=None) -> None:
     """Refuse a draft that does not share the target's vocabulary: one UserError listing every difference."""
+    check_vocabularies(_vocab_size(target), _vocab_size(draft), target_tok, draft_tok)
+
+
+def check_vocabularies(tv: int, dv: int, target_tok=None, draft_tok=None) -> None:
+    """check_compatible from the two configs' vocab_size and the tokenizers: needs no weights, so the CLI can refuse
+    a pair before loading it. Embedding sizes may differ (padding, e.g. Qwen2.5 7B 152064 vs 0.5B 151936) only when
+    the tokenizers are given, identical, and fit in both."""
     problems: list[str] = []
-    tv, dv = _vocab_size(target), _vocab_size(draft)
-    if tv != dv:
+    padded = (target_tok is not None and draft_tok is not None and target_tok.get_vocab() == draft_tok.get_vocab()
+              and len(target_tok) <= min(tv, dv))
+    if tv != dv and not padded:
         problems.append(f"model vocab_size {tv} (target) vs {dv} (draft)")
     if target_tok is not None and draft_tok is not None:
         va, vb = target_tok.get_vocab(), draft_tok.get_vocab()

@@ -7,6 +7,7 @@ the target on part of the tokens without any training, so timing checks see a no
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 from soaes_bench.errors import UserError
@@ -36,7 +37,8 @@ def make_qwen2(vocab_size: int, layers: int, hidden: int, heads: int = 2, kv_hea
 
 
 def truncated_copy(model, n_layers: int = 1):
-    """Deep copy of `model` keeping only its first n_layers decoder layers (embeddings, norm and head kept)."""
+    """Deep copy of `model` keeping only its first n_layers decoder layers (embeddings, norm and head kept). For
+    Llama-style decoders (`model.model.layers`: Qwen2, Llama, Mistral, ...); tests and benchmarks only."""
     import torch
 
     if not 1 <= n_layers <= model.config.num_hidden_layers:
@@ -49,22 +51,61 @@ def truncated_copy(model, n_layers: int = 1):
     return small.eval()
 
 
-DTYPES = ("auto", "float32", "bfloat16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def resolve_dtype(name: str, device: str = "cpu") -> str:
     """`auto` -> bfloat16 where the device computes it natively (the shipped weights are stored in bf16), else
     float32. Decoding speed depends on it: on CPU a float32 target streams twice the bytes per token, and a
-    bf16 (gamma+1)-token verification costs about 1.1 single steps against about 1.4 in float32."""
+    bf16 (gamma+1)-token verification costs about 1.1 single steps against about 1.4 in float32. float16 is for
+    GPUs only (on a CPU it is emulated; a model trained in bf16 may also overflow in fp16: check `lossless`)."""
     import torch
 
     if name not in DTYPES:
         raise UserError(f"--dtype: must be one of {', '.join(DTYPES)}, got {name!r}")
+    if name == "float16" and device != "cuda":
+        raise UserError("--dtype float16: GPU only (use --device cuda, or bfloat16 / float32 on a CPU)")
     if name != "auto":
         return name
     if device == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def _config_vocab_size(model_dir: Path) -> int | None:
+    """vocab_size from config.json (or its text_config), without loading anything else; None when absent."""
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # validate.model_dir says what is wrong with the dir
+    if not isinstance(cfg, dict):
+        return None
+    for block in (cfg, cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}):
+        if isinstance(block.get("vocab_size"), int):
+            return block["vocab_size"]
+    return None
+
+
+def _pair_tokenizer(model_dir):
+    try:
+        return load_tokenizer(model_dir)
+    except UserError:
+        return load_tokenizer(None)
+
+
+def check_pair_dirs(target_dir: str | Path, draft_dir: str | Path) -> None:
+    """Refuse an incompatible pair before any weight is read: config.json vocab_size and the tokenizer files only
+    (each model dir's tokenizer, else the shared one, as load_pair loads them). One-line UserError."""
+    from soaes_bench.speculative.decode import check_vocabularies
+
+    tv, dv = _config_vocab_size(Path(target_dir)), _config_vocab_size(Path(draft_dir))
+    if tv is None or dv is None:
+        return
+    try:
+        toks = _pair_tokenizer(target_dir), _pair_tokenizer(draft_dir)
+    except Exception:  # noqa: BLE001 -- e.g. a config.json transformers refuses: validate.model_dir names it next
+        return
+    check_vocabularies(tv, dv, *toks)
 
 
 def load_pair(target_dir: str | Path, draft_dir: str | Path, device: str = "cpu", dtype: str = "float32",
@@ -83,10 +124,7 @@ def load_pair(target_dir: str | Path, draft_dir: str | Path, device: str = "cpu"
     models, toks = [], []
     for path in (target_dir, draft_dir):
         models.append(load_model(path, dtype, attn_implementation).to(device).eval())
-        try:
-            toks.append(load_tokenizer(path))
-        except UserError:
-            toks.append(load_tokenizer(None))
+        toks.append(_pair_tokenizer(path))
     return models[0], models[1], toks[0], toks[1]
 
 

@@ -27,6 +27,9 @@ acceptance.token_acceptance_rate; the predictions use it), expected_tau comes fr
 tau / (gamma c + verify_cost) (zero loop overhead, measured tau) and loop_efficiency = speedup / ideal_speedup.
 outputs.jsonl (--save-outputs): {category, context, gamma, temperature, prompt_ids, target_ids, spec_ids} per prompt
 and setting, from the first timed repeat.
+
+Clock (timing.timer_for): time.perf_counter on a CPU, CUDA events on a GPU, where every shape is warmed up first
+(timing.warm_up); env records the GPU, CUDA version, dtype, attention kernel and clock.
 """
 
 from __future__ import annotations
@@ -42,11 +45,12 @@ from soaes_bench.defaults import SEED
 from soaes_bench.errors import UserError
 from soaes_bench.paths import embedded_model
 from soaes_bench.speculative import acceptance
-from soaes_bench.speculative.decode import check_compatible, eos_ids, speculative_generate, target_generate
+from soaes_bench.speculative.decode import (check_compatible, eos_ids, max_positions, speculative_generate,
+                                             target_generate, text_config)
 from soaes_bench.speculative.prompts import encode, load_long_text, load_prompts, long_contexts
 from soaes_bench.records import profile as profile_record
 from soaes_bench.records.provenance import env_block, model_block
-from soaes_bench.speculative.timing import timed, hf_generate, measure_costs
+from soaes_bench.speculative.timing import hf_generate, measure_costs, timed, timer_for, warm_up
 from soaes_bench.stats import median_ci
 
 # measurement --------------------------------------------------------------------------------------------------
@@ -245,19 +249,27 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
     if not any(prompts.values()):
         raise UserError("prompts: no prompts to profile")
     chat = bool(getattr(tokenizer, "chat_template", None)) if chat_template == "auto" else chat_template == "on"
-    max_pos = min(target.config.max_position_embeddings, draft.config.max_position_embeddings)
+    max_pos = min((m for m in (max_positions(target), max_positions(draft)) if m is not None), default=None)
     torch.manual_seed(seed)
-    eos = [] if ignore_eos else eos_ids(target, tokenizer)
+    if ignore_eos:
+        eos = []
+    else:  # plus the chat template's end-of-turn token (<|eot_id|>, <end_of_turn>, ...), as `run` stops on it
+        from soaes_bench.evaluation.run import chat_end_token
+
+        turn_end = chat_end_token(tokenizer) if chat else None
+        eos = eos_ids(target, tokenizer, extra=("<|im_end|>", *([turn_end] if turn_end else [])))
     # HF generate needs some eos id; one outside the vocabulary can never be generated
-    cfg = {"temperature": temperature, "top_p": top_p, "eos": eos, "hf_eos": eos or [target.config.vocab_size],
+    cfg = {"temperature": temperature, "top_p": top_p, "eos": eos, "hf_eos": eos or [int(text_config(target).vocab_size)],
            "hf_baseline": hf_baseline,
            "warmup": warmup, "repeats": repeats, "seed": seed, "max_new_tokens": max_new_tokens}
     sets = {cat: [encode(tokenizer, t, chat) for t in texts[:num_prompts]] for cat, texts in prompts.items() if texts}
     for cat, plist in sets.items():
-        if max(map(len, plist)) + max_new_tokens > max_pos:
+        if max_pos is not None and max(map(len, plist)) + max_new_tokens > max_pos:
             raise UserError(f"prompts ({cat}): longest prompt {max(map(len, plist))} tokens + --max-new-tokens "
                             f"{max_new_tokens} exceeds max_position_embeddings {max_pos}")
     pool = [i for plist in sets.values() for ids in plist for i in ids]
+    if target.device.type == "cuda":  # first calls of each shape pay for kernel selection and allocation
+        warm_up([target, draft], pool[:max(map(len, next(iter(sets.values()))))], gammas)
     costs: dict[int, dict] = {}
 
     def cost(length: int) -> dict:
@@ -296,7 +308,7 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
         long_source = "given" if long_text else ("domain_text" if text else "prompts")
         text = text or "\n".join(t for texts in prompts.values() for t in texts)
         for L in contexts:
-            if L + max_new_tokens > max_pos:
+            if max_pos is not None and L + max_new_tokens > max_pos:
                 raise UserError(f"--contexts: {L} + --max-new-tokens {max_new_tokens} exceeds "
                                 f"max_position_embeddings {max_pos}")
             new = measure("long", L, long_contexts(tokenizer, text, L, num_prompts), [best])
@@ -312,7 +324,8 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), seed=seed,
         model=model_block(target, target_path, None if target_path else "target"),
         draft=model_block(draft, draft_path, None if draft_path else "draft"),
-        env=env_block(target.device, dtype=str(target.dtype).removeprefix("torch.")),
+        env=env_block(target.device, dtype=str(target.dtype).removeprefix("torch."),
+                      attn_implementation=attn_implementation(target), timer=timer_for(target.device).kind),
         config={"gammas": gammas, "contexts": contexts, "max_new_tokens": max_new_tokens,
                 "temperature": temperature, "top_p": top_p, "repeats": repeats, "warmup": warmup,
                 "num_prompts": num_prompts, "prompts": {c: len(p) for c, p in sets.items()},
@@ -331,6 +344,12 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
     if keep_outputs:
         report["outputs"] = outputs
     return report
+
+
+def attn_implementation(model) -> str | None:
+    """The attention kernel transformers runs the model with ("eager", "sdpa", "flash_attention_2", ...)."""
+    cfg = model.config
+    return getattr(cfg, "_attn_implementation", None) or getattr(cfg, "attn_implementation", None)
 
 
 # model directories ------------------------------------------------------------------------------------------------

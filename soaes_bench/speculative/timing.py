@@ -1,7 +1,14 @@
-"""Timing primitives for the profiler: single forwards at a fixed context, and the Hugging Face baselines.
+"""Timing primitives for the profiler: the clock, single forwards at a fixed context, and the Hugging Face baselines.
+
+The clock depends on the device (`timer_for`): on a CPU, `time.perf_counter` around the call (`HostTimer`, which
+never touches torch.cuda); on CUDA, a pair of CUDA events recorded on the device's current stream around the call,
+after a `torch.cuda.synchronize()` so that work queued earlier is not counted, read once the end event has completed
+(`CudaTimer`). For a decode loop, which waits for every token on the host anyway, the two clocks agree; for a single
+forward the events measure the GPU's time from the first to the last queued kernel.
 
 Forward costs are measured on a filled KV cache and cut back after each step (`DynamicCache.crop(-n)`), so every
-timed step sees the same context length; CUDA is synchronised around each timed call.
+timed step sees the same context length. `warm_up` runs untimed forwards first on a GPU (kernel selection, allocator,
+cuBLAS workspaces); the CPU path does not call it.
 """
 
 from __future__ import annotations
@@ -11,17 +18,55 @@ import time
 
 import torch
 
+from soaes_bench.speculative.decode import cache_kwarg, new_cache
 
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+
+class HostTimer:
+    """Seconds of fn() by the host clock (CPU)."""
+
+    kind = "perf_counter"
+
+    def __call__(self, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - t0
+
+
+class CudaTimer:
+    """Seconds of fn() by CUDA events on `device`'s current stream. `cuda` is the torch.cuda module (tests pass a
+    fake one with Event, synchronize and current_stream)."""
+
+    kind = "cuda_events"
+
+    def __init__(self, device, cuda=None):
+        self.device, self.cuda = torch.device(device), cuda if cuda is not None else torch.cuda
+
+    def __call__(self, fn):
+        cuda = self.cuda
+        cuda.synchronize(self.device)  # earlier queued work is not ours
+        start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
+        stream = cuda.current_stream(self.device)
+        start.record(stream)
+        out = fn()
+        end.record(stream)
+        end.synchronize()
+        return out, start.elapsed_time(end) / 1000.0  # elapsed_time is in ms
+
+
+def timer_for(device) -> HostTimer | CudaTimer:
+    """The clock for `device`: CUDA events on a GPU, perf_counter otherwise."""
+    return CudaTimer(device) if torch.device(device).type == "cuda" else HostTimer()
+
+
+def timed(fn, device):
+    """(fn(), seconds) by the clock of `device`."""
+    return timer_for(device)(fn)
 
 
 def _filled_cache(model, context_ids: list[int]):
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    model(input_ids=torch.tensor([context_ids], device=model.device), cache=cache, use_cache=True, logits_to_keep=1)
+    cache = new_cache(model)
+    model(input_ids=torch.tensor([context_ids], device=model.device), **{cache_kwarg(model): cache}, use_cache=True,
+          logits_to_keep=1)
     return cache
 
 
@@ -34,14 +79,31 @@ def _timed_ms(fn, device) -> float:
 
 
 @torch.inference_mode()
+def warm_up(models, context_ids: list[int], gammas, steps: int = 3) -> None:
+    """Untimed forwards of every model at the shapes the profiler times (prefill, one token, gamma+1 tokens), then
+    a synchronize: on a GPU the first calls of a shape pay for kernel selection and memory allocation."""
+    for model in models:
+        for _ in range(steps):
+            cache = _filled_cache(model, context_ids)
+            kw = {cache_kwarg(model): cache}
+            for n in sorted({1, *(g + 1 for g in gammas)}):
+                model(input_ids=_block(context_ids, n, model.device), **kw, use_cache=True)
+                cache.crop(-n)
+    for model in models:
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+
+
+@torch.inference_mode()
 def forward_ms(model, context_ids: list[int], n_tokens: int = 1, steps: int = 20, warmup: int = 3) -> float:
     """Median ms of one forward of n_tokens new tokens on top of a KV cache holding context_ids."""
     device = model.device
     cache = _filled_cache(model, context_ids)
     block = _block(context_ids, n_tokens, device)
+    kw = {cache_kwarg(model): cache}
     times = []
     for _ in range(warmup + steps):
-        times.append(_timed_ms(lambda: model(input_ids=block, cache=cache, use_cache=True), device))
+        times.append(_timed_ms(lambda: model(input_ids=block, **kw, use_cache=True), device))
         cache.crop(-n_tokens)  # keep the context length fixed
     return statistics.median(times[warmup:])
 
@@ -55,13 +117,15 @@ def round_ms(target, draft, context_ids: list[int], gamma: int, steps: int = 20,
     device = target.device
     tcache, dcache = _filled_cache(target, context_ids), _filled_cache(draft, context_ids)
     block, one = _block(context_ids, gamma + 1, device), _block(context_ids, 1, device)
+    tkw, dkw = {cache_kwarg(target): tcache}, {cache_kwarg(draft): dcache}
+
     def propose():
         for _ in range(gamma):
-            draft(input_ids=one, cache=dcache, use_cache=True, logits_to_keep=1)
+            draft(input_ids=one, **dkw, use_cache=True, logits_to_keep=1)
 
     verify, drafts = [], []
     for _ in range(warmup + steps):
-        verify.append(_timed_ms(lambda: target(input_ids=block, cache=tcache, use_cache=True), device))
+        verify.append(_timed_ms(lambda: target(input_ids=block, **tkw, use_cache=True), device))
         tcache.crop(-(gamma + 1))
         drafts.append(_timed_ms(propose, device) / gamma)
         dcache.crop(-gamma)
@@ -105,11 +169,3 @@ def hf_generate(target, draft, ids: list[int], gamma: int | None, max_new_tokens
     finally:
         gc.num_assistant_tokens, gc.num_assistant_tokens_schedule, gc.assistant_confidence_threshold = saved
     return out[0, len(ids):].tolist()
-
-
-def timed(fn, device):
-    _sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return out, time.perf_counter() - t0

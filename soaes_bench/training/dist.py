@@ -8,6 +8,7 @@ building and file writes run on the main process only; the others wait, and resu
 from __future__ import annotations
 
 import json
+import os
 from typing import Callable
 
 from soaes_bench.errors import UserError
@@ -24,14 +25,24 @@ def make_accelerator():
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
 
+    # What `accelerate launch` asked for, checked before the Accelerator exists: on a machine without CUDA accelerate
+    # drops FSDP silently (and would run plain DDP), and DeepSpeed fails to import when it is not installed.
+    for kind, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED")):
+        if os.environ.get(env, "false").lower() in ("true", "1"):
+            _refuse(kind)
     # bf16 autocast is off on CPU: fp32 is both faster and exact there for models this small.
     timeout = InitProcessGroupKwargs(timeout=datetime.timedelta(minutes=DIST_TIMEOUT_MIN))
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no", kwargs_handlers=[timeout])
     kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
     if kind in ("FSDP", "DEEPSPEED"):
-        raise UserError(f"accelerate config: distributed_type {kind} is not supported by the training loop yet "
-                        "(its checkpoints hold the full model + AdamW state); use ddp_2gpu.yaml or cpu2.yaml")
+        _refuse(kind)
     return accelerator
+
+
+def _refuse(kind: str):
+    """FSDP and DeepSpeed shard what the loop's checkpoints save whole (docs/pipeline.md, "FSDP and DeepSpeed")."""
+    raise UserError(f"accelerate config: distributed_type {kind} is not supported by the training loop yet "
+                    "(its checkpoints hold the full model + AdamW state); use ddp_2gpu.yaml or cpu2.yaml")
 
 
 def broadcast_json(obj, accelerator):

@@ -96,13 +96,13 @@ def teacher_cache(teacher, teacher_dir: Path, blocks, cfg: DistillConfig, path: 
             if f.metadata() == key:
                 return f.get_tensor("values"), f.get_tensor("indices")
     id_dtype = torch.int16 if teacher.config.vocab_size <= 32767 else torch.int32
-    # The results go straight into their final tensors, allocated before the first teacher forward. Collecting each
-    # batch's small results in lists and concatenating them at the end (as this did before) grew the micro recipe's
-    # process by 6 MB per batch, to 11-17 GB: glibc's malloc raises its mmap threshold to the size of the first
-    # freed [batch, T, V] logits, serves the later ones from its heap, and every kept 4 KB result lands in a hole a
-    # freed logits buffer left, so no later logits fit there and the heap only grows. With nothing long-lived
-    # allocated inside the loop, every batch reuses the same freed memory (benchmarks/bench_memory.py,
-    # tests/test_distill_memory.py).
+    # The results go straight into their final tensors, allocated before the first teacher forward. Keeping each
+    # batch's small results in lists until one torch.cat at the end (as this did before) grew the micro recipe's
+    # process by ~6 MB per batch, past 11 GB for its 27 MB cache: glibc's malloc raises its mmap threshold to the
+    # size of the first [batch, T, V] logits it frees and then serves the logits from its heap, where the kept 4 KB
+    # results land in the holes freed logits leave; no later logits fit in such a hole, so the heap only grew. With
+    # nothing long-lived allocated inside the loop, every batch reuses the memory the previous one freed
+    # (benchmarks/bench_memory.py, tests/test_distill_memory.py).
     n, seq_len = blocks.shape
     values = torch.empty(n, seq_len, cfg.top_k, dtype=torch.float16)
     indices = torch.empty(n, seq_len, cfg.top_k, dtype=id_dtype)
