@@ -119,7 +119,7 @@ def _judge(row, pol: Policy) -> tuple[str, float]:
         return "new", tol
     if not results.is_number(row.value):
         return ("missing" if pol.missing != "ignore" else "ignored"), tol
-    if row.diff == 0:
+    if math.isclose(row.value, row.value_ref, rel_tol=REL_TOL, abs_tol=ABS_TOL):  # float summation order, not a move
         return "same", tol
     if row.metric in results.DIRECTION_NEUTRAL:  # e.g. length_ratio: shown, never a regression
         return "no direction", tol
