@@ -237,7 +237,7 @@ def test_check_prints_the_drop_each_metric_would_have_detected(tmp_path, capsys)
     _cli(base, latest, "--policy", str(SHIPPED_POLICY))
     out = capsys.readouterr().out
     assert f"soaes_general_mc acc: a drop of {acc.detectable:.3f} would have been detected (80% power" in out
-    assert "soaes_domain_text bits_per_byte: a drop of" in out and "detectable" in out.splitlines()[0]
+    assert "soaes_domain_text bits_per_byte: a drop of" in out and "detectable" in out.splitlines()[1]
 
 
 def test_a_baseline_without_cluster_keys_is_checked_by_items(tmp_path, capsys):
@@ -283,3 +283,16 @@ def results_ci(df):
     """Whether the acc row carries a CI (it must not: nothing to compute one from)."""
     r = df[df.metric == "acc"].iloc[0]
     return bool(np.isfinite(r.ci_low)) if r.ci_low is not None else False
+
+
+def test_check_names_where_its_tolerances_came_from(tmp_path, capsys):
+    base = _run(tmp_path / "base")
+    hand = tmp_path / "hand.yaml"
+    hand.write_text("tolerance:\n  absolute: 0.01\n", encoding="utf-8")
+    assert _cli(base, base, "--policy", str(SHIPPED_POLICY)) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"tolerances: {SHIPPED_POLICY} (calibrated from measured " \
+                                                      "run-to-run spread: soaes-bench calibrate)"
+    assert _cli(base, base, "--policy", str(hand)) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"tolerances: {hand} (hand-set)"
+    assert _cli(base, base) == 0
+    assert capsys.readouterr().out.startswith("tolerances: built-in defaults")

@@ -251,8 +251,19 @@ def format_check(df: pd.DataFrame, code: int) -> str:
     return body + verdict + "\n"
 
 
+def tolerance_source(policy) -> str:
+    """Where the tolerances came from, for the report: the policy file, and how it was made when its header says."""
+    if policy is None:
+        return "tolerances: built-in defaults (no --policy)"
+    lines = Path(policy).read_text(encoding="utf-8").splitlines()
+    calibrated = any("calibrated" in line for line in lines if line.startswith("#"))
+    return f"tolerances: {policy}" + (" (calibrated from measured run-to-run spread: soaes-bench calibrate)"
+                                      if calibrated else " (hand-set)")
+
+
 def cli_check(args) -> int:
     code, df = check(args.baseline, args.results, args.policy, resamples=args.resamples, seed=args.seed,
                      unit=getattr(args, "unit", "cluster"))
+    print(tolerance_source(args.policy))
     print(format_check(df, code), end="")
     return code
