@@ -1,9 +1,9 @@
 """Peak memory (resident set size) of the distillation phase and of an evaluation run, each case in a fresh process.
 
-    .venv/bin/python benchmarks/bench_memory.py                  # every case; writes reports/benchmarks/bench_memory.txt
-    .venv/bin/python benchmarks/bench_memory.py --cases micro    # one case (micro, reference_distill, run)
-    git archive <rev> | tar -x -C /tmp/old                       # then the same cases on that source tree, side by side:
-    .venv/bin/python benchmarks/bench_memory.py --before /tmp/old
+    .venv/bin/python benchmarks/bench_memory.py                # every case; writes reports/benchmarks/bench_memory.txt
+    .venv/bin/python benchmarks/bench_memory.py --cases micro  # one case (micro, reference_distill, run)
+    git archive <rev> | tar -x -C /tmp/old                     # then the same cases on that tree, side by side:
+    .venv/bin/python benchmarks/bench_memory.py --before /tmp/old --before-label "<rev>"
 
 Cases
 (a) micro: training/recipes/micro_pipeline.yaml as `soaes-bench pipeline` runs it (2 x 64 models, the real data),
@@ -14,8 +14,9 @@ Cases
     (MALLOC_MMAP_THRESHOLD_). glibc raises the threshold by itself, up to 32 MiB, to the size of a big buffer it
     frees, and from then on serves such buffers from its heap; whether and when that happens, and whether the heap
     then fragments, varies from run to run (address layout, hash seed). The code before the teacher-cache fix
-    fragmented it in some runs only: in 2 of 5 plain runs of this phase it passed 6 and 13 GB (killed there), in the
-    other 3 it peaked at 674-688 MiB. Pinned, it passed 6 GB in 26 s; the row shows what a run in that state costs.
+    fragmented it in some runs only: 3 of 6 plain runs of this phase passed 6 GB (one 13 GB) and were killed there,
+    the other 3 peaked at 674-688 MiB. Pinned, it passed 6 GB within 30 s every time; this row shows what a run in
+    that state costs.
 (b) reference_distill: the distill block of training/recipes/reference.yaml alone (a recipe with only that phase),
     the shipped target as teacher: the whole teacher cache (every block of its data), then --ref-steps optimiser
     steps for each draft (default 4, instead of 100: every step has the same shapes, so later steps do not raise the
@@ -119,8 +120,9 @@ def case_commands(case: str, tree: Path | None, work: Path) -> tuple[list, list]
         r, out = _dump(work / "micro_pipeline.yaml", pipe), str(work / "micro_run")
         setup = [("micro init model", soaes(tree, "train", "base", "--recipe", str(_dump(work / "micro.yaml", base))),
                   None, None)]
-        phases = [(f"micro pipeline: {phase} phase", soaes(tree, "pipeline", "--recipe", str(r), "--output", out, "--only", phase),
-                   None, None) for phase in ("cpt", "sft", "distill")]
+        phases = [(f"micro pipeline: {phase} phase",
+                   soaes(tree, "pipeline", "--recipe", str(r), "--output", out, "--only", phase), None, None)
+                  for phase in ("cpt", "sft", "distill")]
         again = ("micro pipeline: distill phase, glibc mmap threshold pinned at 32 MiB", phases[-1][1], PINNED,
                  work / "micro_run" / "distill")
         return setup, phases + [again]
@@ -146,14 +148,16 @@ def run_case(case: str, tree: Path | None, cap_mb: float) -> list[tuple[str, dic
         for label, cmd, env, _ in setup:
             res = measure(cmd, 1e9, work / "setup.log", env)
             if res["rc"] != 0:
-                raise SystemExit(f"{case}: setup {label!r} failed (rc {res['rc']}):\n{(work / 'setup.log').read_text()[-3000:]}")
+                raise SystemExit(f"{case}: setup {label!r} failed (rc {res['rc']}):\n"
+                                 f"{(work / 'setup.log').read_text()[-3000:]}")
         rows = []
         for i, (label, cmd, env, fresh) in enumerate(measured):
             if fresh is not None:
                 shutil.rmtree(fresh, ignore_errors=True)
             res = measure(cmd, cap_mb, work / f"case{i}.log", env)
             if res["rc"] != 0 and not res["killed"]:
-                raise SystemExit(f"{case}: {label!r} failed (rc {res['rc']}):\n{(work / f'case{i}.log').read_text()[-3000:]}")
+                raise SystemExit(f"{case}: {label!r} failed (rc {res['rc']}):\n"
+                                 f"{(work / f'case{i}.log').read_text()[-3000:]}")
             print(f"  {label}: {fmt(res)} MiB, {res['seconds']:.0f} s", flush=True)
             rows.append((label, res))
         return rows
@@ -175,6 +179,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=5, help="items per task in the run case")
     ap.add_argument("--cap-mb", type=float, default=8000, help="kill a case whose RSS passes this (MiB)")
     ap.add_argument("--before", type=Path, help="another source tree: run every case with its soaes_bench too")
+    ap.add_argument("--before-label", help="what --before is, for the report (default: its path)")
     ap.add_argument("--output", type=Path, default=ROOT / "reports" / "benchmarks" / "bench_memory.txt")
     ARGS = ap.parse_args(argv)
     cases = [c.strip() for c in ARGS.cases.split(",") if c.strip()]
@@ -198,6 +203,9 @@ def main(argv=None) -> int:
     lines = [f"peak resident set size per case, one fresh process each (ru_maxrss of the child): {cpu_name()}, "
              f"{os.cpu_count()} cores, {platform.libc_ver()[0]} {platform.libc_ver()[1]}, torch {torch.__version__}, "
              f"python {platform.python_version()}"]
+    if ARGS.before is not None:
+        lines.append(f"before: the soaes_bench package of {ARGS.before_label or ARGS.before} (same venv, data, "
+                     f"recipes); > N: killed when its RSS passed N MiB (--cap-mb)")
     width = max(len(label) for label, _, _ in results)
     head = f"  {'case':<{width}}  {'peak MiB':>9}  {'seconds':>7}"
     if ARGS.before is not None:

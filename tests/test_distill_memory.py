@@ -111,7 +111,7 @@ def test_teacher_cache_peak_rss_is_bounded(tmp_path):
     logits_mb = B * T * VOCAB * 4 / 2**20
     cache_mb = N_BLOCKS * T * K * (2 + 2) / 2**20
     bound = cache_mb + 8 * logits_mb + 64  # the cache, a few [B*T, V] float32 temporaries, allocator slack
-    assert growth <= bound, f"building a {cache_mb:.1f} MiB cache raised the peak RSS by {growth:.0f} MiB (> {bound:.0f})"
+    assert growth <= bound, f"a {cache_mb:.1f} MiB cache raised the peak RSS by {growth:.0f} MiB (> {bound:.0f})"
 
 
 if __name__ == "__main__":  # the child process of test_teacher_cache_peak_rss_is_bounded
