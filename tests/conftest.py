@@ -31,3 +31,23 @@ def fixture_tasks(tmp_path_factory):
     for suite in ("soaes_general", "soaes_domain"):
         shutil.copytree(Path(__file__).parent / "fixtures" / "tasks_data" / suite, dst / suite / "data")
     return dst
+
+
+# A tiny Qwen2 target and its 1-layer truncated draft on the tiny tokenizer: the speculative-decoding tests' pair.
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    from soaes_bench.training.fixtures import tiny_tokenizer
+
+    return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def pair(tok):
+    import torch
+
+    from soaes_bench.speculative.model_pair import make_qwen2, truncated_copy
+
+    torch.set_num_threads(1)
+    eos = [tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")]
+    target = make_qwen2(len(tok), 2, 64, seed=0, eos_token_id=eos, init_range=0.2)
+    return target, truncated_copy(target, 1)

@@ -9,26 +9,12 @@ import torch
 
 from soaes_bench.errors import UserError
 from soaes_bench.speculative import timing
-from soaes_bench.speculative.model_pair import make_qwen2, resolve_dtype, truncated_copy
+from soaes_bench.speculative.model_pair import resolve_dtype
 from soaes_bench.speculative.profile import profile
 
 CUDA_CALLS = ("synchronize", "Event", "current_stream", "get_device_name", "device_count", "is_bf16_supported",
               "current_device", "set_device", "get_device_properties", "mem_get_info", "max_memory_allocated")
 
-
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    from soaes_bench.training.fixtures import tiny_tokenizer
-
-    return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
-
-
-@pytest.fixture(scope="module")
-def pair(tok):
-    torch.set_num_threads(1)
-    eos = [tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")]
-    target = make_qwen2(len(tok), 2, 64, seed=0, eos_token_id=eos, init_range=0.2)
-    return target, truncated_copy(target, 1)
 
 
 class FakeEvent:

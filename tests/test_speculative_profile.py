@@ -8,24 +8,10 @@ import torch
 from soaes_bench import results
 from soaes_bench.cli import main
 from soaes_bench.errors import UserError
-from soaes_bench.speculative.model_pair import make_qwen2, save_pair, truncated_copy
+from soaes_bench.speculative.model_pair import save_pair, truncated_copy
 from soaes_bench.speculative.profile import aggregate, pick_best, profile
 from soaes_bench.speculative.prompts import encode, load_prompts, long_contexts, read_prompt_file
 
-
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    from soaes_bench.training.fixtures import tiny_tokenizer
-
-    return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
-
-
-@pytest.fixture(scope="module")
-def pair(tok):
-    torch.set_num_threads(1)
-    eos = [tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")]
-    target = make_qwen2(len(tok), 2, 64, seed=0, eos_token_id=eos, init_range=0.2)
-    return target, truncated_copy(target, 1)
 
 
 def test_profile_api_numbers(pair, tok):
