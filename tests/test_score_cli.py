@@ -93,7 +93,7 @@ def test_missing_and_empty_files(tmp_path, capsys):
     assert "empty.txt: file is empty" in error(capsys, "--pred", str(tmp_path / "empty.txt"), "--ref", r)
     (tmp_path / "blank.jsonl").write_text("\n\n")
     assert "blank.jsonl: no items" in error(capsys, "--pred", str(tmp_path / "blank.jsonl"), "--ref", r)
-    assert "cannot read" in error(capsys, "--pred", str(tmp_path), "--ref", r)  # a directory
+    assert "is a directory, expected a file" in error(capsys, "--pred", str(tmp_path), "--ref", r)
     (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     assert "not UTF-8" in error(capsys, "--pred", str(tmp_path / "latin1.txt"), "--ref", r)
 

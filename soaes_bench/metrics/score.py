@@ -14,22 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from soaes_bench.config import read_text
 from soaes_bench.errors import UserError
 from soaes_bench.io import parse_jsonl
 from soaes_bench.metrics.chinese import score
 
 KEYS = ("rouge1", "rouge2", "rougeL", "bleu4", "n", "level")
 
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM from Windows editors
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.__class__.__name__})") from None
 
 
 def _as_jsonl(text: str) -> list[dict] | None:
@@ -65,7 +56,7 @@ def _jsonl_items(path: Path, text: str) -> list[str]:
 def read_items(path: str | Path) -> list[str]:
     """The items of a prediction/reference file (plain lines or JSONL `text`); UserError if unreadable or empty."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     if text == "":
         raise UserError(f"{path}: file is empty")
     if path.suffix.lower() == ".jsonl" or _as_jsonl(text) is not None:
