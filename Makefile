@@ -32,7 +32,7 @@ calibrate: install
 	$(BIN)/soaes-bench calibrate --model soaes_bench/assets/models/target --suite all --with reports/baseline/results.json --output reports/policy.yaml
 
 data: install
-	$(BIN)/soaes-bench data build
+	$(BIN)/soaes-bench data build --no-tokenizer
 	$(BIN)/soaes-bench data check
 
 bench: install
@@ -65,8 +65,8 @@ reports: install
 	$(BIN)/soaes-bench plot reports/base reports/reference/cpt/eval reports/baseline --kind phases --output reports/figures
 	$(BIN)/soaes-bench plot reports/profile_undistilled/profile.json reports/profile_steady/profile.json --kind distillation --output reports/figures
 
-# The reference pipeline (CPT -> progressive SFT -> distillation, about 15 minutes on 2 cores, 18 in a slow spell; on the CPU type
-# that made them it reproduces the shipped target and drafts bit for bit) and its committed reports (gates,
+# The reference pipeline (CPT -> progressive SFT -> distillation; 39 minutes on 2 idle cores for the v2 recipe, which
+# stops at its blocking general guard after SFT: docs/results/2026-12-reference-v2.md) and its committed reports (gates,
 # forgetting, ablations, evaluations, figures).
 REFERENCE_EVALS := base floor cpt sft sft/single_stage
 reference: install

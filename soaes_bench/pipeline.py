@@ -212,6 +212,8 @@ def preflight(r: PipelineRecipe, source: str, only: str | None = None, lm_eval_m
     files = []
     if "cpt" in checked:
         files += [("cpt.domain", r.cpt.domain), ("cpt.general", r.cpt.general)]
+        if r.cpt.focus and r.cpt.focus_fraction:
+            files.append(("cpt.focus", r.cpt.focus))
     if "sft" in checked:
         files += [(f"sft.stages[{i}].data", st.data) for i, st in enumerate(r.sft.stages)]
     if "distill" in checked:
@@ -279,9 +281,8 @@ def _evaluate_floor(tasks: list[str], limit, where: Path) -> dict:
     from soaes_bench.evaluation import writer
     from soaes_bench.evaluation.constant import evaluate_constant, floor_lm
 
-    if (where / "results.json").is_file():
-        res = read_json(where / "results.json")
-    else:
+    res = read_json(where / "results.json") if (where / "results.json").is_file() else None
+    if res is None or not set(tasks) <= set(res["tasks"]):  # a gate added since (e.g. on --resume): run them all again
         res = writer.write_run(evaluate_constant(floor_lm(tasks, limit=limit), tasks=tasks, limit=limit), where)
     entries = {k: dict(v, results_path=str(where / "results.json")) for k, v in res["tasks"].items()}
     return {"tasks": {**entries, **{k + PLAIN: v for k, v in entries.items()}}, "groups": {}}
@@ -356,7 +357,7 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
     accelerator.wait_for_everyone()  # every process has checked the output dir before the main one writes into it
     # timings.json accumulates over --resume/--only runs, so the file always covers every phase that ran
     previous_timings = (timings_record.read(out / timings_record.FILE_NAME)
-                        if resume and (out / timings_record.FILE_NAME).is_file() else {})
+                        if (resume or only) and (out / timings_record.FILE_NAME).is_file() else {})
     timings: dict[str, object] = {**previous_timings, "processes": accelerator.num_processes}
 
     def say(msg: str) -> None:

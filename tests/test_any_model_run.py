@@ -172,7 +172,8 @@ def test_qwen25_chat_template_with_default_system_prompt(qwen25_dir, fixture_tas
     assert res["env"]["chat_template"] is True and "no chat template" not in err
     for task in ("soaes_general_mc", "soaes_general_mc_cloze", "soaes_general_gen"):
         prompt = _rows(out, task)[0]["prompt"]
-        assert prompt.startswith(f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n问题："), prompt
+        head = f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n"
+        assert prompt.startswith(head) and (prompt[len(head):].startswith("问题：") != task.endswith("_gen")), prompt
         assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n"), prompt
     for row in _rows(out, "soaes_general_gen"):
         assert "<|im_end|>" not in row["prediction"] and "<|endoftext|>" not in row["prediction"]
@@ -192,7 +193,7 @@ def llama3_dir(tmp_path_factory):
                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     model = LlamaForCausalLM(cfg)
     questions = [json.loads(line)["question"] for line in (FIXTURES / "soaes_general" / "general_gen.jsonl").open()]
-    texts = [tok.apply_chat_template([{"role": "user", "content": f"问题：{q}\n答案："}], tokenize=False,
+    texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
                                      add_generation_prompt=True) + "好<|eot_id|>多余的话。<|end_of_text|>"
              for q in questions]
     tok.pad_token = "<|end_of_text|>"

@@ -153,7 +153,7 @@ def test_task_config_declares_the_metrics_and_directions(fixture_tasks):
         task = tm.load([name])["tasks"][name]
         hib = task.higher_is_better()
         assert (hib["distinct"], hib["looping"], hib["length_ratio"]) == (True, False, None)
-        assert hib["rouge1"] is True and task.config.metadata["version"] == 2
+        assert hib["rouge1"] is True and task.config.metadata["version"] == 3  # 3: the bare-question prompt
         docs = list(task.eval_docs)
         raw = ["行政法规的规定、" * 8 + "<|im_end|>", "行政法规的规定、" * 8, docs[0]["answer"] + "\n\n下一题"][:len(docs)]
         outs = [task.process_results(d, [r]) for d, r in zip(docs, raw)]
@@ -219,7 +219,7 @@ def test_lm_eval_round_trip_to_samples_compare_and_check(fixture_tasks, tmp_path
     refs = sum(len(d["answer"]) for d in docs)
     assert m["distinct"] == pytest.approx(1 / 4) and m["looping"] == 1.0
     assert m["length_ratio"] == pytest.approx(4 * len(loop) / refs)
-    assert t["version"] == 2 and t["higher_is_better"]["length_ratio"] is None
+    assert t["version"] == 3 and t["higher_is_better"]["length_ratio"] is None
     assert t["higher_is_better"]["looping"] is False and t["higher_is_better"]["distinct"] is True
     rows = _rows(tmp_path / "looping" / t["samples"])
     for row, doc in zip(rows, docs):

@@ -232,3 +232,34 @@ def test_heldout_agreement_uses_blocks_as_units():
     r, se = clustered_rate(hits, [8] * 5)
     assert m["n"] == 40 and m["metrics"]["top1_agreement"]["value"] == pytest.approx(greedy_agreement(t, s))
     assert m["metrics"]["top1_agreement"] == pytest.approx({"value": r, "stderr": se})
+
+
+@pytest.mark.parametrize("ce_weight", [0.0, 0.25])
+def test_full_vocabulary_distillation_equals_a_top_k_cache_of_the_whole_vocabulary(ce_weight):
+    """top_k 0 runs the teacher on each batch; its loss and gradients must equal the cached path's with k = V,
+    whose top-k rows are tested against the full divergence above."""
+    from soaes_bench.speculative.model_pair import make_qwen2
+    from soaes_bench.training.distill import DistillConfig, collate_cached, make_kd_loss
+
+    teacher, draft = make_qwen2(40, 1, 16, seed=0), make_qwen2(40, 1, 16, seed=1)
+    blocks = torch.randint(0, 40, (3, 9), generator=torch.Generator().manual_seed(0))
+    full_cfg = DistillConfig(top_k=0, temperature=1.5, ce_weight=ce_weight, chunk_size=7)
+    cached_cfg = DistillConfig(top_k=40, temperature=1.5, ce_weight=ce_weight, chunk_size=7)
+    with torch.no_grad():
+        vals, idx = losses.teacher_topk(teacher(input_ids=blocks).logits.flatten(0, 1), 40, 1.5)
+    items = [{"input_ids": blocks[i], "t_values": vals.view(3, 9, 40)[i], "t_indices": idx.view(3, 9, 40)[i]}
+             for i in range(3)]
+    cached_batch = collate_cached(items)
+    full_batch = {"input_ids": blocks, "labels": blocks.clone()}
+
+    def loss_and_grad(cfg, batch, teacher_or_none):
+        draft.zero_grad()
+        total, count = make_kd_loss(cfg, teacher_or_none)(draft, batch)
+        total.backward()
+        return total.detach(), count, draft.model.embed_tokens.weight.grad.clone()
+
+    got, want = loss_and_grad(full_cfg, full_batch, teacher), loss_and_grad(cached_cfg, cached_batch, None)
+    assert got[1] == want[1] == 3 * 8  # the last position of each block has no next token
+    torch.testing.assert_close(got[0], want[0], rtol=1e-3, atol=1e-4)  # the cache holds float16 log-probs
+    torch.testing.assert_close(got[2], want[2], rtol=1e-2, atol=1e-4)
+    assert teacher.model.embed_tokens.weight.grad is None  # the teacher is not trained

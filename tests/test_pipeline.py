@@ -70,6 +70,13 @@ def test_micro_pipeline_runs_gates_and_resumes(world, tmp_path):
     # --only distill from the finished sft phase, into a fresh output dir -> needs the earlier phases there
     with pytest.raises(UserError, match="has not finished"):
         run_pipeline(recipe, tmp_path / "other", only="distill")
+    # --only distill again in this run: timings.json keeps the earlier phases (it used to start afresh)
+    import shutil
+
+    shutil.rmtree(out / "distill")
+    assert run_pipeline(recipe, out, only="distill") == 0
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"cpt", "sft", "distill"} <= set(timings), timings
 
 
 def test_failing_gate_stops_with_exit_code_3(world, tmp_path):
@@ -315,3 +322,34 @@ def test_vacuous_gate_against_previous_is_refused_at_the_start_of_its_phase(worl
         run_pipeline(_write(tmp_path, "r.yaml", rec), out, evaluate_fn=_fake_evaluate(root, []))
     assert (out / "cpt" / "done.json").is_file() and not (out / "sft").exists()  # refused before SFT trains
 
+
+
+def test_saved_floor_results_are_reused_only_when_they_cover_every_floor_task(tmp_path, monkeypatch):
+    """--resume after a gate against the floor was added must not judge it on a floor run that lacks its task (the
+    reference run of 2026-12-04 did: 'missing in reference floor')."""
+    import json
+
+    from soaes_bench import pipeline
+    from soaes_bench.evaluation import constant, writer
+
+    runs = []
+
+    def fake_evaluate(lm, tasks, limit):
+        runs.append(list(tasks))
+        return {"tasks": {t: {"n": 1, "metrics": {"acc": {"value": 0.25}}} for t in tasks}}
+
+    def fake_write(res, where):
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "results.json").write_text(json.dumps(res), encoding="utf-8")
+        return res
+
+    monkeypatch.setattr(constant, "floor_lm", lambda tasks, limit=None: None)
+    monkeypatch.setattr(constant, "evaluate_constant", fake_evaluate)
+    monkeypatch.setattr(writer, "write_run", fake_write)
+    where = tmp_path / "floor" / "eval"
+    first = pipeline._evaluate_floor(["a"], None, where)
+    again = pipeline._evaluate_floor(["a"], None, where)
+    grown = pipeline._evaluate_floor(["a", "b"], None, where)
+    assert runs == [["a"], ["a", "b"]]  # the second call reused the saved run; the third had a task it lacked
+    assert set(first["tasks"]) == set(again["tasks"]) == {"a", "a@plain"}
+    assert set(grown["tasks"]) == {"a", "a@plain", "b", "b@plain"}

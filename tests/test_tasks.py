@@ -73,8 +73,11 @@ def test_data_is_read_next_to_utils_py_not_from_cwd(tmp_path, monkeypatch):
 
 def test_every_task_is_versioned_and_groups_aggregate_by_size():
     tm = _manager(tasks_dir())
-    for name in ALL_TASKS:  # generation tasks: 2 since the generation-health metrics (tasks/README.md, Versions)
-        expected = 2 if name in ("soaes_general_gen", "soaes_domain_qa") else 1
+    # generation tasks: 2 since the generation-health metrics, 3 since the bare-question prompt (knowledge: 2 since
+    # that prompt); tasks/README.md, Versions
+    versions = {"soaes_general_gen": 3, "soaes_domain_qa": 3, "soaes_domain_knowledge": 2}
+    for name in ALL_TASKS:
+        expected = versions.get(name, 1)
         assert tm.task_index[name].cfg["metadata"]["version"] == expected, name
     for group, members in GROUPS.items():
         cfg = tm.task_index[group].cfg
@@ -133,7 +136,9 @@ def test_rolling_text_is_never_wrapped_in_a_chat_template(loaded):
 def test_generation_prompt_and_stops(loaded):
     task = loaded["tasks"]["soaes_domain_qa"]
     inst = _requests(task, chat=False)[0]
-    assert inst.args[0] == f"问题：{inst.doc['question']}\n答案："
+    assert inst.args[0] == inst.doc["question"]  # the question alone: the user turn, as users ask
+    chat = _requests(task, chat=True)[0]
+    assert chat.args[0] == f"<|im_start|>user\n{chat.doc['question']}<|im_end|>\n<|im_start|>assistant\n"
     kw = inst.args[1]
     assert kw["until"] == ["<|im_end|>", "<|endoftext|>", "\n\n"]
     assert kw["do_sample"] is False and kw["max_gen_toks"] == 64

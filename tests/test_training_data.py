@@ -48,6 +48,22 @@ def test_mix_blocks_hits_the_token_fraction_exactly():
         data.mix_blocks(domain, general, 1.5, 10, 0)
 
 
+def test_mix_blocks_with_focus_gives_each_source_its_share_and_leaves_the_plain_mix_alone():
+    domain = torch.arange(10).view(10, 1).repeat(1, 4)
+    general = (100 + torch.arange(3)).view(3, 1).repeat(1, 4)
+    focus = (200 + torch.arange(2)).view(2, 1).repeat(1, 4)       # 2 blocks read 6 times each
+    m = data.mix_blocks(domain, general, 0.25, 40, seed=1, focus=focus, focus_fraction=0.3)
+    first = m[:, 0]
+    assert ((first >= 100) & (first < 200)).sum() == 10 and (first >= 200).sum() == 12 and (first < 100).sum() == 18
+    assert sorted(first[first >= 200].tolist()) == [200] * 6 + [201] * 6
+    # without a focus share the mix is the one recipes without `focus` always had
+    assert torch.equal(data.mix_blocks(domain, general, 0.25, 40, 1, focus, 0.0), data.mix_blocks(domain, general, 0.25, 40, 1))
+    with pytest.raises(UserError, match="must be <= 1"):
+        data.mix_blocks(domain, general, 0.8, 10, 0, focus, 0.3)
+    with pytest.raises(UserError, match="no blocks"):
+        data.mix_blocks(domain, general, 0.2, 10, 0, None, 0.3)
+
+
 def test_packed_corpus_holds_out_whole_documents(tok, tmp_path):
     path = tiny_corpus(tmp_path / "g.jsonl", 40, seed=3)
     train, val = data.packed_corpus(path, tok, seq_len=16, seed=0, val_blocks=2)
@@ -95,3 +111,15 @@ def test_load_sft_and_pad_collate(tok, tmp_path):
     bad.write_text('{"id": "x", "messages": [{"role": "user", "content": "q"}]}\n')
     with pytest.raises(UserError, match="no assistant turn"):
         data.load_sft(bad, tok, 64)
+
+
+def test_distillation_keeps_only_the_blocks_its_steps_read():
+    from soaes_bench.training.distill import used_blocks
+
+    blocks = torch.arange(50).view(10, 5)
+    assert used_blocks(blocks, 10, seed=0) is blocks and used_blocks(blocks, 64, seed=0) is blocks
+    kept = used_blocks(blocks, 4, seed=0)
+    rows = kept[:, 0].tolist()
+    assert kept.shape == (4, 5) and rows == sorted(set(rows)) and all(r % 5 == 0 for r in rows)  # whole rows, in order
+    assert torch.equal(kept, used_blocks(blocks, 4, seed=0))
+    assert any(not torch.equal(kept, used_blocks(blocks, 4, seed=s)) for s in range(1, 6))

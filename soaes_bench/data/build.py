@@ -22,7 +22,7 @@ from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, read_json, read_jsonl, sha256_file, write_json, write_jsonl
 
 MANIFEST_SCHEMA = "soaes-bench/data-manifest"
-TRAINING_FILES = ("general.jsonl", "domain.jsonl", "sft_stage1.jsonl", "sft_stage2.jsonl")
+TRAINING_FILES = ("general.jsonl", "domain.jsonl", "domain_core.jsonl", "sft_stage1.jsonl", "sft_stage2.jsonl")
 EVAL_FILES = {
     "soaes_general": ("zh_text.jsonl", "en_text.jsonl", "general_mc.jsonl", "general_gen.jsonl"),
     "soaes_domain": ("domain_text.jsonl", "domain_qa.jsonl", "domain_mc.jsonl", "domain_knowledge.jsonl",
@@ -96,6 +96,7 @@ def build(seed: int = SEED, cache: Path | None = None, with_tokenizer: bool = Tr
     training = {
         "general.jsonl": [d.row() for d in corpus.general_docs(c, seed)],
         "domain.jsonl": [d.row() for d in corpus.domain_docs(c, seed)],
+        "domain_core.jsonl": [d.row() for d in corpus.core_docs(c)],
         "sft_stage1.jsonl": sft.stage1(c, seed),
         "sft_stage2.jsonl": sft.stage2(c, seed, handwritten, log=log, split=split),
     }

@@ -59,7 +59,7 @@ BANDS = 16
 NEAR_DUP_JACCARD = 0.8
 MINHASH_SEED = 1234
 
-TRAIN_FILES = {"general.jsonl": "doc", "domain.jsonl": "doc", "sft_stage1.jsonl": "sft",
+TRAIN_FILES = {"general.jsonl": "doc", "domain.jsonl": "doc", "domain_core.jsonl": "doc", "sft_stage1.jsonl": "sft",
                "sft_stage2.jsonl": "sft", "expert_handwritten.jsonl": "handwritten"}
 EVAL_FILES = {"soaes_general": {"zh_text.jsonl": "text", "en_text.jsonl": "text", "general_mc.jsonl": "mc",
                                 "general_gen.jsonl": "gen"},

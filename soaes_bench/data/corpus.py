@@ -223,6 +223,11 @@ def general_docs(c: Corpus, seed: int, english_share: float = 0.05) -> list[Doc]
     return docs
 
 
+def core_docs(c: Corpus) -> list[Doc]:
+    """The SOAE-core laws (one law = one document; also in domain_docs): CPT's `focus`, read more often."""
+    return sorted((law.doc for law in c.laws_train if c.is_core(law)), key=lambda d: d.id)
+
+
 def domain_docs(c: Corpus, seed: int) -> list[Doc]:
     """SOAE-core + 经济法 + 民法商法 training laws (one law = one document) + economy news; shuffled."""
     laws = [law.doc for law in c.laws_train if c.is_core(law) or law.department in DOMAIN_DEPARTMENTS]

@@ -72,8 +72,9 @@ def stage2_generated(core_laws: list[Law], split: CoreSplit | None = None) -> li
             first = sentences(a.text.split("\n")[0])[0] if a.text else ""
             if 15 <= len(first) <= 120:
                 lead = first[:24].rstrip("，、；：")
-                out.append((f"“{lead}……”出自哪部法律的哪一条？",
-                            f"出自《{law.name}》{a.article_no}。原文是：{first}", cite))
+                # the answer is the citation alone, the form the knowledge task's references have (DATA_CARD.md);
+                # with the quoted sentence appended the SFT model padded every such answer to 2.8x its reference
+                out.append((f"“{lead}……”出自哪部法律的哪一条？", f"出自《{law.name}》{a.article_no}。", cite))
             for m in _DEFINITION.finditer(a.text):
                 term, meaning = m.group(1), m.group(2)
                 out.append((f"根据《{short}》，{term}是指什么？",

@@ -70,9 +70,11 @@ def pack(docs: list[list[int]], seq_len: int, eos_id: int, seed: int):
     return torch.from_numpy(flat[: n * seq_len].reshape(n, seq_len).copy())
 
 
-def mix_blocks(domain, general, replay_fraction: float, n_blocks: int, seed: int):
-    """`n_blocks` blocks of which round(replay_fraction * n_blocks) come from `general` (replay), the rest from
-    `domain`, interleaved in a seeded random order.
+def mix_blocks(domain, general, replay_fraction: float, n_blocks: int, seed: int, focus=None,
+               focus_fraction: float = 0.0):
+    """`n_blocks` blocks of which round(replay_fraction * n_blocks) come from `general` (replay),
+    round(focus_fraction * n_blocks) from `focus` (documents to read more often), the rest from `domain`, interleaved
+    in a seeded random order.
 
     All blocks have the same length, so the fraction of blocks is exactly the fraction of tokens. Each source is
     read in a seeded permutation and starts a new permutation when exhausted (epochs), so a source smaller than its
@@ -80,22 +82,29 @@ def mix_blocks(domain, general, replay_fraction: float, n_blocks: int, seed: int
     """
     import torch
 
-    if not 0.0 <= replay_fraction <= 1.0:
-        raise UserError(f"replay_fraction: must be in [0, 1], got {replay_fraction}")
+    for name, value in (("replay_fraction", replay_fraction), ("focus_fraction", focus_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{name}: must be in [0, 1], got {value}")
+    if replay_fraction + focus_fraction > 1.0:
+        raise UserError(f"replay_fraction + focus_fraction must be <= 1, got {replay_fraction + focus_fraction}")
     n_general = round(replay_fraction * n_blocks)
-    n_domain = n_blocks - n_general
+    n_focus = round(focus_fraction * n_blocks)
+    n_domain = n_blocks - n_general - n_focus
     g = torch.Generator().manual_seed(seed)
 
     def take(blocks, k):
         if k == 0:
-            return blocks[:0]
-        if len(blocks) == 0:
+            return domain[:0]
+        if blocks is None or len(blocks) == 0:
             raise UserError("mix: a corpus with a non-zero share has no blocks")
         reps = -(-k // len(blocks))
         idx = torch.cat([torch.randperm(len(blocks), generator=g) for _ in range(reps)])[:k]
         return blocks[idx]
 
-    mixed = torch.cat([take(domain, n_domain), take(general, n_general)])
+    parts = [take(domain, n_domain), take(general, n_general)]
+    if n_focus:  # drawn after the others, so a recipe without focus mixes exactly as before
+        parts.append(take(focus, n_focus))
+    mixed = torch.cat(parts)
     return mixed[torch.randperm(n_blocks, generator=g)]
 
 

@@ -3,7 +3,8 @@
 SOAEsV2 trains its draft on the target's output distributions so the draft's proposals are accepted more often.
 Here: the teacher (the final target) runs ONCE over the packed distillation text and its top-k log-probs at
 temperature tau are cached to disk (safetensors, float16 values + int16 ids, keyed by teacher weights, data, k, tau
-and seq_len); the draft then trains on losses.topk_distill_rows (forward KL by default; reverse KL, JSD(beta) or TV
+and seq_len; `top_k: 0` instead runs the teacher on each batch and keeps its whole distribution, which no cache
+could hold); the draft then trains on losses.topk_distill_rows (forward KL by default; reverse KL, JSD(beta) or TV
 selectable), optionally mixed with cross-entropy on the real next token (`ce_weight`). The undistilled baseline is
 the same draft (same init seed, data, steps, optimiser) trained with plain cross-entropy, so the comparison isolates
 the teacher signal. Held-out metrics (`draft_heldout` task): top1_agreement (teacher-forced greedy agreement with the
@@ -38,7 +39,9 @@ class DistillConfig:
                             metadata={"help": "document JSONL (text) and/or SFT JSONL (messages, rendered with the chat template)"})
     seq_len: int = field(default=256, metadata={"check": positive})
     val_blocks: int = field(default=16, metadata={"check": non_negative})
-    top_k: int = field(default=32, metadata={"help": "teacher log-probs cached per position", "check": positive})
+    top_k: int = field(default=32, metadata={
+        "help": "teacher log-probs cached per position; 0 = the full vocabulary, teacher run alongside the draft",
+        "check": non_negative})
     topk_mode: Literal["tail", "renorm"] = "tail"
     temperature: float = field(default=1.0, metadata={"check": positive})
     kind: Literal["forward_kl", "reverse_kl", "jsd", "tv"] = "forward_kl"
@@ -121,6 +124,19 @@ def teacher_cache(teacher, teacher_dir: Path, blocks, cfg: DistillConfig, path: 
     return values, indices
 
 
+def used_blocks(blocks, n_used: int, seed: int):
+    """The blocks training will read: all when they are fewer than `n_used`, else a seeded subset of `n_used`.
+    The loop reads the first epoch in a random order anyway, so this changes no distribution; it keeps the teacher
+    (cache or online) from running on text no step reads: the chat sets of both SFT stages hold ~850k tokens, a
+    300-step run reads 1.2M, a 100-step run 410k."""
+    import torch
+
+    if len(blocks) <= n_used:
+        return blocks
+    keep = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed + 31)).narrow(0, 0, n_used)
+    return blocks[keep.sort().values]
+
+
 class CachedBlocks:
     def __init__(self, blocks, values, indices):
         self.blocks, self.values, self.indices = blocks, values, indices
@@ -141,14 +157,21 @@ def collate_cached(items):
             "t_indices": torch.stack([it["t_indices"] for it in items]).long()}
 
 
-def make_kd_loss(cfg: DistillConfig):
-    """loss_fn for loop.train: summed (1 - w) * KD + w * CE over all next-token positions of packed blocks."""
+def make_kd_loss(cfg: DistillConfig, teacher=None):
+    """loss_fn for loop.train: summed (1 - w) * KD + w * CE over all next-token positions of packed blocks.
+    With `teacher` (top_k 0) the teacher runs on each batch and the loss sees its whole distribution; otherwise the
+    batch carries the cached top-k rows."""
+    import torch
     import torch.nn.functional as F
 
     from soaes_bench.training import losses
 
-    def row_loss(logits, t_values, t_indices, targets):
-        kd = losses.topk_distill_rows(logits, t_values, t_indices, cfg.kind, cfg.beta, cfg.temperature, cfg.topk_mode)
+    def row_loss(logits, *teacher_rows_and_targets):
+        *t_rows, targets = teacher_rows_and_targets
+        if teacher is None:
+            kd = losses.topk_distill_rows(logits, *t_rows, cfg.kind, cfg.beta, cfg.temperature, cfg.topk_mode)
+        else:
+            kd = losses.distill_rows(logits, *t_rows, cfg.kind, cfg.beta, cfg.temperature)
         kd = kd * (targets != losses.IGNORE)  # a block's last position: no next token in the block, not counted
         if cfg.ce_weight == 0.0:
             return kd
@@ -157,10 +180,16 @@ def make_kd_loss(cfg: DistillConfig):
     def loss_fn(model, batch):
         # Position t predicts token t + 1, and so does teacher row t. Every position is a row and the last one of
         # each block is masked, since slicing it off would copy the [B, T, V] logits (as causal_lm_loss explains).
-        logits = model(input_ids=batch["input_ids"], use_cache=False).logits
+        ids = batch["input_ids"]
+        if teacher is None:
+            t_rows = [batch["t_values"].flatten(0, 1), batch["t_indices"].flatten(0, 1)]
+        else:
+            with torch.no_grad():
+                t_rows = [teacher(input_ids=ids, use_cache=False).logits.flatten(0, 1)]
+        logits = model(input_ids=ids, use_cache=False).logits
         targets = F.pad(batch["labels"][:, 1:], (0, 1), value=losses.IGNORE).flatten()
-        total = losses.chunked_rows_sum(logits.flatten(0, 1), None, row_loss, batch["t_values"].flatten(0, 1),
-                                        batch["t_indices"].flatten(0, 1), targets, chunk_size=cfg.chunk_size)
+        total = losses.chunked_rows_sum(logits.flatten(0, 1), None, row_loss, *t_rows, targets,
+                                        chunk_size=cfg.chunk_size)
         return total, int((targets != losses.IGNORE).sum())
 
     return loss_fn
@@ -242,16 +271,21 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
     train_docs, val_docs = data.split_docs(docs, cfg.val_blocks * cfg.seq_len, seed)
     blocks = data.pack(train_docs, cfg.seq_len, tok.eos_token_id, seed)
     val = data.pack(val_docs, cfg.seq_len, tok.eos_token_id, seed)[:cfg.val_blocks] if val_docs else None
-    cache = out / "teacher_topk.safetensors"
-    if accelerator.is_main_process:
-        teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
-    accelerator.wait_for_everyone()
-    values, indices = teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
     steps = resolve_steps(cfg.train, cfg.seq_len)
+    blocks = used_blocks(blocks, steps * cfg.train.batch_size, seed)
     max_pos = min(teacher.config.max_position_embeddings, 2048)
     summary = {"phase": "distill", "teacher": str(teacher_dir), "config": asdict(cfg), "steps": steps,
-               "distill_tokens": int(blocks.numel()), "cache": str(cache)}
-    runs = [("distilled", out, CachedBlocks(blocks, values, indices), collate_cached, make_kd_loss(cfg))]
+               "distill_tokens": int(blocks.numel())}
+    if cfg.top_k == 0:  # the full vocabulary: [n, T, V] would not fit on disk, so the teacher runs on each batch
+        runs = [("distilled", out, data.Blocks(blocks), data.collate_blocks, make_kd_loss(cfg, teacher))]
+    else:
+        cache = out / "teacher_topk.safetensors"
+        if accelerator.is_main_process:
+            teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
+        accelerator.wait_for_everyone()
+        values, indices = teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
+        summary["cache"] = str(cache)
+        runs = [("distilled", out, CachedBlocks(blocks, values, indices), collate_cached, make_kd_loss(cfg))]
     if cfg.baseline:
         runs.append(("baseline", out / "baseline", data.Blocks(blocks), data.collate_blocks, lm_loss))
     for label, where, dataset, collate, loss_fn in runs:
