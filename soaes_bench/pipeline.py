@@ -212,7 +212,7 @@ def preflight(r: PipelineRecipe, source: str, only: str | None = None, lm_eval_m
     files = []
     if "cpt" in checked:
         files += [("cpt.domain", r.cpt.domain), ("cpt.general", r.cpt.general)]
-        if r.cpt.focus and r.cpt.focus_fraction:
+        if r.cpt.reads_focus:
             files.append(("cpt.focus", r.cpt.focus))
     if "sft" in checked:
         files += [(f"sft.stages[{i}].data", st.data) for i, st in enumerate(r.sft.stages)]

@@ -39,6 +39,11 @@ class CPTConfig:
         if self.focus_fraction and not self.focus:
             raise ValueError(f"focus_fraction {self.focus_fraction} needs a focus file (focus:)")
 
+    @property
+    def reads_focus(self) -> bool:
+        """A focus file is named and given a share (a named file with share 0 is never read)."""
+        return bool(self.focus and self.focus_fraction)
+
 
 def run_cpt(cfg: CPTConfig, init_model: str | Path, out_dir: str | Path, tokenizer_dir=None, resume: bool = True) -> dict:
     """Train from `init_model`; write <out_dir>/model and <out_dir>/work (checkpoint, log). Returns a summary."""
@@ -55,7 +60,7 @@ def run_cpt(cfg: CPTConfig, init_model: str | Path, out_dir: str | Path, tokeniz
     dom, dom_val = data.packed_corpus(cfg.domain, tok, cfg.seq_len, seed, cfg.val_blocks)
     gen, gen_val = data.packed_corpus(cfg.general, tok, cfg.seq_len, seed + 1, cfg.val_blocks)
     steps = resolve_steps(cfg.train, cfg.seq_len)
-    focus = data.packed_corpus(cfg.focus, tok, cfg.seq_len, seed + 2)[0] if cfg.focus and cfg.focus_fraction else None
+    focus = data.packed_corpus(cfg.focus, tok, cfg.seq_len, seed + 2)[0] if cfg.reads_focus else None
     mixed = data.mix_blocks(dom, gen, cfg.replay_fraction, steps * cfg.train.batch_size, seed, focus, cfg.focus_fraction)
     model = load_model(init_model)
 
