@@ -216,6 +216,8 @@ def preflight(r: PipelineRecipe, source: str, only: str | None = None, lm_eval_m
             files.append(("cpt.focus", r.cpt.focus))
     if "sft" in checked:
         files += [(f"sft.stages[{i}].data", st.data) for i, st in enumerate(r.sft.stages)]
+        if r.sft.replay_fraction:
+            files.append(("sft.general", r.sft.general))
     if "distill" in checked:
         files += [(f"distill.data[{i}]", f) for i, f in enumerate(r.distill.data)]
         if r.distill.teacher is not None:

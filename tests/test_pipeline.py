@@ -53,6 +53,8 @@ def test_micro_pipeline_runs_gates_and_resumes(world, tmp_path):
     assert cpt["value"] < cpt["reference_value"]  # domain validation loss fell during CPT
     summary = json.loads((out / "sft" / "summary.json").read_text())
     assert summary["single_stage"]["steps"] == 6 and [s["steps"] for s in summary["stages"]] == [3, 3]
+    assert all(s["replay_rows"] > 0 for s in summary["stages"])   # general text replayed in each SFT stage
+    assert summary["single_stage"]["examples"] == sum(s["examples"] + s["replay_rows"] for s in summary["stages"])
     res = json.loads((out / "distill" / "phase_metrics.json").read_text())["tasks"][distill.HELDOUT_TASK]["metrics"]
     assert 0.0 <= res["top1_agreement"]["value"] <= 1.0
     # resume: everything is done -> nothing retrained, same exit code

@@ -77,8 +77,7 @@ def mix_blocks(domain, general, replay_fraction: float, n_blocks: int, seed: int
     in a seeded random order.
 
     All blocks have the same length, so the fraction of blocks is exactly the fraction of tokens. Each source is
-    read in a seeded permutation and starts a new permutation when exhausted (epochs), so a source smaller than its
-    share is repeated rather than silently shrinking the share.
+    read as draw_blocks reads it.
     """
     import torch
 
@@ -91,21 +90,25 @@ def mix_blocks(domain, general, replay_fraction: float, n_blocks: int, seed: int
     n_focus = round(focus_fraction * n_blocks)
     n_domain = n_blocks - n_general - n_focus
     g = torch.Generator().manual_seed(seed)
-
-    def take(blocks, k):
-        if k == 0:
-            return domain[:0]
-        if blocks is None or len(blocks) == 0:
-            raise UserError("mix: a corpus with a non-zero share has no blocks")
-        reps = -(-k // len(blocks))
-        idx = torch.cat([torch.randperm(len(blocks), generator=g) for _ in range(reps)])[:k]
-        return blocks[idx]
-
-    parts = [take(domain, n_domain), take(general, n_general)]
+    parts = [draw_blocks(domain, n_domain, g), draw_blocks(general, n_general, g)]
     if n_focus:  # drawn after the others, so a recipe without focus mixes exactly as before
-        parts.append(take(focus, n_focus))
-    mixed = torch.cat(parts)
+        parts.append(draw_blocks(focus, n_focus, g))
+    mixed = torch.cat([p for p in parts if p is not None])
     return mixed[torch.randperm(n_blocks, generator=g)]
+
+
+def draw_blocks(blocks, k: int, generator):
+    """k blocks read in seeded permutations, a new one each time the source is exhausted (epochs): a source smaller
+    than its share is repeated rather than silently shrinking the share. k = 0 -> None (nothing drawn)."""
+    import torch
+
+    if k == 0:
+        return None
+    if blocks is None or len(blocks) == 0:
+        raise UserError("mix: a corpus with a non-zero share has no blocks")
+    reps = -(-k // len(blocks))
+    idx = torch.cat([torch.randperm(len(blocks), generator=generator) for _ in range(reps)])[:k]
+    return blocks[idx]
 
 
 class Blocks:
@@ -196,6 +199,26 @@ def load_sft(path: str | Path, tokenizer, max_len: int) -> tuple[list[dict], SFT
     if not examples:
         raise UserError(f"{path}: no usable SFT examples")
     return examples, st
+
+
+def loss_tokens(example: dict) -> int:
+    """Tokens of one example that carry a next-token loss (labels[1:] not IGNORE), as the training loop counts them."""
+    return sum(x != IGNORE for x in example["labels"][1:])
+
+
+def with_replay(examples: list[dict], blocks, fraction: float, seed: int) -> tuple[list[dict], int]:
+    """SFT examples plus general-text blocks (every token a label) so that `fraction` of the loss tokens of one pass
+    over the result are general text: CPT's replay, carried into SFT (the InstructGPT "ptx" mix) so that fine-tuning
+    on short chat answers does not erase the language model. Returns (examples + replay rows, rows added)."""
+    import torch
+
+    if not fraction:
+        return examples, 0
+    per_block = blocks.shape[1] - 1
+    k = max(1, round(fraction / (1 - fraction) * sum(map(loss_tokens, examples)) / per_block))
+    drawn = draw_blocks(blocks, k, torch.Generator().manual_seed(seed))
+    rows = [{"input_ids": b.tolist(), "labels": b.tolist(), "id": f"replay:{i}"} for i, b in enumerate(drawn)]
+    return examples + rows, k
 
 
 class Examples:

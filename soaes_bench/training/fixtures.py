@@ -86,5 +86,6 @@ def micro_pipeline(root: str | Path) -> dict:
     r["cpt"].update(domain=str(root / "domain.jsonl"), general=str(root / "general.jsonl"))
     r["sft"]["stages"][0]["data"] = str(root / "sft1.jsonl")
     r["sft"]["stages"][1]["data"] = str(root / "sft2.jsonl")
+    r["sft"]["general"] = str(root / "general.jsonl")
     r["distill"]["data"] = [str(root / "domain.jsonl")]
     return r

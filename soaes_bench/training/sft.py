@@ -4,15 +4,19 @@ SOAEsV2 fine-tunes in stages of increasing domain specificity: stage 1 on weakly
 law, business, politics), then stage 2 on expert SOAE questions, each stage starting from the previous stage's
 weights with its own warm-up + cosine schedule. The ablation (`single_stage: true`) trains the same starting model
 once on the union of all stages with the same total step budget (first stage's optimiser settings), so the only
-difference is the curriculum. Loss: cross-entropy on assistant tokens only (data.sft_example masks prompts).
+difference is the curriculum. Loss: cross-entropy on assistant tokens only (data.sft_example masks prompts), plus,
+with `replay_fraction`, plain general text mixed into every stage (data.with_replay) so the model keeps its general
+language modelling; the ablation's union carries the same replay rows.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from soaes_bench.config import positive
+from soaes_bench.config import fraction, positive
+from soaes_bench.errors import UserError
 from soaes_bench.training.gate_spec import Check
 from soaes_bench.training.loop import TrainArgs
 
@@ -31,11 +35,21 @@ class SFTConfig:
         SFTStage("training/data/sft_stage1.jsonl"), SFTStage("training/data/sft_stage2.jsonl")])
     max_len: int = field(default=512, metadata={"help": "tokens per example (right-truncated)", "check": positive})
     single_stage: bool = field(default=False, metadata={"help": "also train the single-stage ablation on the union"})
+    general: str | None = field(default=None, metadata={"help": "general documents JSONL replayed in every stage"})
+    replay_fraction: float = field(default=0.0, metadata={
+        "help": "fraction of each stage's loss tokens from `general` (plain text, every token a label)", "check": fraction})
+    replay_len: int = field(default=128, metadata={"help": "tokens per replayed general block", "check": positive})
+    ablation_in_parallel: bool = field(default=False, metadata={
+        "help": "train the single-stage ablation in a second process (one torch thread each) while the stages train"})
     gates: list[Check] = field(default_factory=list)
 
     def __post_init__(self):
         if not self.stages:
             raise ValueError("sft.stages: at least one stage")
+        if self.replay_fraction >= 1:
+            raise ValueError(f"replay_fraction must be < 1 (some SFT tokens), got {self.replay_fraction}")
+        if self.replay_fraction and not self.general:
+            raise ValueError(f"replay_fraction {self.replay_fraction} needs a general file (general:)")
 
 
 def _mean_len(examples) -> float:
@@ -51,47 +65,135 @@ def _train_stage(model, examples, args: TrainArgs, tok, work: Path, resume: bool
                  resume=resume, desc=desc, accelerator=accelerator)
 
 
-def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokenizer_dir=None, resume: bool = True) -> dict:
-    """Progressive stages -> <out>/model (and <out>/stageN/model); ablation -> <out>/single_stage/model."""
+def _load_sets(cfg: SFTConfig, tok):
+    """[(examples, stats)] per stage, each with its general replay rows (data.with_replay) when the recipe asks."""
+    from soaes_bench.training import data
+
+    sets = [data.load_sft(st.data, tok, cfg.max_len) for st in cfg.stages]
+    if not cfg.replay_fraction:
+        return sets
+    general = data.packed_corpus(cfg.general, tok, cfg.replay_len, cfg.stages[0].train.seed)[0]
+    return [(data.with_replay(ex, general, cfg.replay_fraction, st.train.seed + i)[0], stats)
+            for i, (st, (ex, stats)) in enumerate(zip(cfg.stages, sets))]
+
+
+def _single_stage(cfg: SFTConfig, sets, init_model, out: Path, tok, resume: bool, accelerator) -> dict:
+    """The ablation: the union of all stages (replay rows included), the stages' total steps, stage 1's optimiser."""
     from dataclasses import replace
 
-    from soaes_bench.training import data
-    from soaes_bench.training.dist import broadcast_json, make_accelerator
+    from soaes_bench.models import load_model, save_model
     from soaes_bench.training.loop import resolve_steps
+
+    union = [e for examples, _ in sets for e in examples]
+    total = sum(resolve_steps(st.train, _mean_len(ex)) for st, (ex, _) in zip(cfg.stages, sets))
+    args = replace(cfg.stages[0].train, max_steps=total, max_tokens=None)
+    res = _train_stage(load_model(init_model), union, args, tok, out / "single_stage" / "work", resume,
+                       "sft single-stage", accelerator, steps=total)
+    info = {"examples": len(union), "steps": res.steps, "tokens": res.tokens, "last_train_loss": res.last_loss,
+            "stopped_by": res.stopped_by}
+    if accelerator.is_main_process and res.stopped_by == "done":
+        save_model(res.model, tok, out / "single_stage" / "model", extra_json={"soaes_training.json": info})
+    accelerator.wait_for_everyone()
+    return info
+
+
+def _single_stage_process(cfg_dict: dict, init_model: str, out: str, tokenizer_dir, resume: bool, result: str):
+    """Entry point of the ablation's own process: one torch thread, result as JSON in `result`."""
+    import torch
+
+    from soaes_bench.config import from_dict
+    from soaes_bench.io import write_json
+    from soaes_bench.models import load_tokenizer
+    from soaes_bench.training.dist import make_accelerator
+
+    torch.set_num_threads(1)
+    try:
+        cfg = from_dict(SFTConfig, cfg_dict, "sft")
+        tok = load_tokenizer(tokenizer_dir)
+        info = _single_stage(cfg, _load_sets(cfg, tok), init_model, Path(out), tok, resume, make_accelerator())
+    except UserError as e:  # one line, as the CLI would print it; the parent says which process failed
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    write_json(result, info)
+
+
+class _Ablation:
+    """The single-stage ablation in a second process while this one trains the stages, one torch thread each.
+
+    Why: on 2 CPU cores SFT's short batches scale badly across threads (one process: ~780 tokens/s on 2 threads vs
+    ~600 on 1), so two 1-thread processes do the same work in about two thirds of the time. Used only when the
+    recipe asks (`ablation_in_parallel`) and training runs in one process."""
+
+    def __init__(self, cfg: SFTConfig, init_model, out: Path, tokenizer_dir, resume: bool):
+        import multiprocessing
+
+        import torch
+
+        self.result = out / "single_stage" / "result.json"
+        self.result.unlink(missing_ok=True)
+        self.threads = torch.get_num_threads()
+        args = (asdict(cfg), str(init_model), str(out), tokenizer_dir and str(tokenizer_dir), resume, str(self.result))
+        self.proc = multiprocessing.get_context("spawn").Process(target=_single_stage_process, args=args, daemon=True)
+        self.result.parent.mkdir(parents=True, exist_ok=True)
+        self.proc.start()
+        torch.set_num_threads(1)
+
+    def join(self) -> dict:
+        import json
+
+        self.proc.join()
+        self.stop()
+        if self.proc.exitcode != 0 or not self.result.is_file():
+            raise UserError(f"sft: the single-stage ablation process failed (exit code {self.proc.exitcode}); its "
+                            "error is printed above; rerun with --resume")
+        return json.loads(self.result.read_text(encoding="utf-8"))
+
+    def stop(self):
+        import torch
+
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join()
+        torch.set_num_threads(self.threads)
+
+
+def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokenizer_dir=None, resume: bool = True) -> dict:
+    """Progressive stages -> <out>/model (and <out>/stageN/model); ablation -> <out>/single_stage/model."""
+    from soaes_bench.training.dist import broadcast_json, make_accelerator
     from soaes_bench.models import check_same_vocab, load_model, load_tokenizer, save_model
 
     out = Path(out_dir)
     accelerator = make_accelerator()
     tok = load_tokenizer(tokenizer_dir)
     check_same_vocab(tok, load_tokenizer(init_model), "sft: tokenizer vs initial model")
-    sets = [data.load_sft(st.data, tok, cfg.max_len) for st in cfg.stages]
+    sets = _load_sets(cfg, tok)
     summary = {"phase": "sft", "init": str(init_model), "config": asdict(cfg), "stages": []}
-    current = Path(init_model)
-    for i, (stage, (examples, stats)) in enumerate(zip(cfg.stages, sets), 1):
-        stage_dir = out / f"stage{i}"
-        model = load_model(current)
-        res = _train_stage(model, examples, stage.train, tok, stage_dir / "work", resume, f"sft stage {i}", accelerator)
-        if res.stopped_by != "done":
-            summary["stopped_by"] = res.stopped_by
-            return summary
-        info = {"data": stage.data, "examples": stats.kept, "dropped_too_long": stats.dropped_too_long,
-                "truncated": stats.truncated, "steps": res.steps, "tokens": res.tokens, "last_train_loss": res.last_loss}
-        summary["stages"].append(info)
-        if accelerator.is_main_process:
-            save_model(res.model, tok, stage_dir / "model", extra_json={"soaes_training.json": info})
-        accelerator.wait_for_everyone()
-        current = stage_dir / "model"
-    if cfg.single_stage:
-        union = [e for examples, _ in sets for e in examples]
-        total = sum(resolve_steps(st.train, _mean_len(ex)) for st, (ex, _) in zip(cfg.stages, sets))
-        args = replace(cfg.stages[0].train, max_steps=total, max_tokens=None)
-        res = _train_stage(load_model(init_model), union, args, tok, out / "single_stage" / "work", resume,
-                           "sft single-stage", accelerator, steps=total)
-        summary["single_stage"] = {"examples": len(union), "steps": res.steps, "tokens": res.tokens,
-                                   "last_train_loss": res.last_loss, "stopped_by": res.stopped_by}
-        if accelerator.is_main_process and res.stopped_by == "done":
-            save_model(res.model, tok, out / "single_stage" / "model", extra_json={"soaes_training.json": summary["single_stage"]})
-        accelerator.wait_for_everyone()
+    parallel = (_Ablation(cfg, init_model, out, tokenizer_dir, resume)
+                if cfg.single_stage and cfg.ablation_in_parallel and accelerator.num_processes == 1 else None)
+    try:
+        current = Path(init_model)
+        for i, (stage, (examples, stats)) in enumerate(zip(cfg.stages, sets), 1):
+            stage_dir = out / f"stage{i}"
+            model = load_model(current)
+            res = _train_stage(model, examples, stage.train, tok, stage_dir / "work", resume, f"sft stage {i}", accelerator)
+            if res.stopped_by != "done":
+                summary["stopped_by"] = res.stopped_by
+                return summary
+            info = {"data": stage.data, "examples": stats.kept, "replay_rows": len(examples) - stats.kept,
+                    "dropped_too_long": stats.dropped_too_long,
+                    "truncated": stats.truncated, "steps": res.steps, "tokens": res.tokens, "last_train_loss": res.last_loss}
+            summary["stages"].append(info)
+            if accelerator.is_main_process:
+                save_model(res.model, tok, stage_dir / "model", extra_json={"soaes_training.json": info})
+            accelerator.wait_for_everyone()
+            current = stage_dir / "model"
+        if parallel is not None:
+            summary["single_stage"] = parallel.join()
+        elif cfg.single_stage:
+            summary["single_stage"] = _single_stage(cfg, sets, init_model, out, tok, resume, accelerator)
+    finally:
+        if parallel is not None:
+            parallel.stop()
     summary["stopped_by"] = "done"
     if accelerator.is_main_process:
         save_model(load_model(current), tok, out / "model", extra_json={"soaes_training.json": summary})
