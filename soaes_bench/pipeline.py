@@ -338,17 +338,22 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
     out = vd.output_dir(output or r.output or f"runs/{r.name}", "--output" if output else f"{recipe}: output:")
     preflight(r, str(recipe), only, lm_eval_metrics=evaluate_fn is None)
     evaluate_fn = evaluate_fn or _default_evaluate
+    pending = []  # the SFT ablation, when it trains in its own process: collected at the end, stopped on an error
     with lock.hold(out, "soaes-bench pipeline"):
-        return _run_phases(r, recipe, out, phases, todo, only, resume, evaluate_fn)
+        try:
+            return _run_phases(r, recipe, out, phases, todo, only, resume, evaluate_fn, pending)
+        finally:
+            for ablation in pending:
+                ablation.stop()
 
 
 def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: list[str], only: str | None,
-                resume: bool, evaluate_fn) -> int:
+                resume: bool, evaluate_fn, pending: list) -> int:
     """run_pipeline's work, under the output directory's lock."""
     from soaes_bench.training.cpt import run_cpt
     from soaes_bench.training.dist import make_accelerator, on_main
     from soaes_bench.training.distill import run_distill
-    from soaes_bench.training.sft import run_sft
+    from soaes_bench.training.sft import run_sft, run_single_stage, start_ablation
 
     accelerator = make_accelerator()
     main = accelerator.is_main_process
@@ -370,6 +375,18 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
         timings[key] = value
         if main:
             timings_record.write(out / timings_record.FILE_NAME, timings)
+
+    def finish_ablation(info: dict, t0: float) -> None:
+        on_main(accelerator, lambda: _complete_ablation(r, out / "sft", info, evaluate_fn))
+        note_time("sft", {**timings.get("sft", {}), "single_stage_s": round(time.perf_counter() - t0, 2)})
+
+    def done(code: int) -> int:
+        """Exit `code` after collecting the SFT ablation still training in its own process (distillation ran
+        meanwhile: the ablation feeds nothing downstream), with its evaluation and report."""
+        while pending:
+            ablation = pending.pop()
+            finish_ablation(ablation.join(), ablation.started)
+        return code
 
     refs: dict[str, dict] = {}
     floor_tasks = sorted({c.task.removesuffix(PLAIN) for p in phases for c in getattr(r, p).gates if c.reference == FLOOR})
@@ -405,11 +422,16 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
             refs[phase] = previous = locate_samples(read_json(pdir / PHASE_METRICS), pdir)
             continue
         settings = json.loads(json.dumps(asdict(cfg)))
-        done = pdir / "done.json"
-        if done.is_file():
-            finished = _settings(type(cfg), read_json(done)["settings"])
+        done_file = pdir / "done.json"
+        if done_file.is_file():
+            finished = _settings(type(cfg), read_json(done_file)["settings"])
             if _training_settings(finished) != _training_settings(settings):
-                raise UserError(f"{done}: phase {phase} finished with different settings; use another --output")
+                raise UserError(f"{done_file}: phase {phase} finished with different settings; use another --output")
+            if phase == "sft" and cfg.single_stage and not (pdir / "single_stage" / "model" / "config.json").is_file():
+                say("pipeline: sft's single-stage ablation did not finish before the run stopped; training it now")
+                t0 = time.perf_counter()
+                init = summary_record.read(pdir / summary_record.FILE_NAME)["init"]
+                finish_ablation(run_single_stage(cfg, init, pdir, r.tokenizer, resume=True), t0)
             if finished != settings:  # only the gates changed: judge the saved model and results again, no training
                 refuse_vacuous_now(phase)
                 say(f"pipeline: {phase} already trained; its gates changed, re-gating from saved results")
@@ -418,13 +440,13 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
                 current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
                 say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'})")
                 if not verdict["passed"]:
-                    return EXIT_GATE_FAILED
+                    return done(EXIT_GATE_FAILED)
                 continue
             say(f"pipeline: {phase} already done, skipping")
             current = pdir / "model"
             refs[phase] = previous = locate_samples(read_json(pdir / PHASE_METRICS), pdir)
             if not gate_record.read(pdir / gate_record.FILE_NAME)["passed"]:
-                return EXIT_GATE_FAILED
+                return done(EXIT_GATE_FAILED)
             continue
         refuse_vacuous_now(phase)
         say(f"pipeline: phase {phase} from {current} ({accelerator.num_processes} process(es))")
@@ -432,14 +454,20 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
         if phase == "cpt":
             summary = run_cpt(cfg, current, pdir, r.tokenizer, resume=True)
         elif phase == "sft":
-            summary = run_sft(cfg, current, pdir, r.tokenizer, resume=True)
+            ablation = start_ablation(cfg, current, pdir, r.tokenizer, resume=True)
+            if ablation is not None:
+                pending.append(ablation)
+            summary = run_sft(cfg, current, pdir, r.tokenizer, resume=True, ablation=ablation)
+            if ablation is not None and any(c.reference == "single_stage" for c in cfg.gates):
+                pending.remove(ablation)  # a gate reads the ablation: wait for it now
+                summary["single_stage"] = ablation.join()
         else:
             summary = run_distill(cfg, current, pdir, r.tokenizer, resume=True)
         trained = round(time.perf_counter() - t0, 2)
         if summary.get("stopped_by") != "done":
             note_time(phase, {"train_s": trained, "stopped_by": summary.get("stopped_by")})
             say(f"pipeline: {phase} stopped by its time cap; re-run with --resume")
-            return EXIT_TIME_CAP
+            return EXIT_TIME_CAP  # run_pipeline stops a pending ablation; --resume continues it from its checkpoint
         t1 = time.perf_counter()
         verdict = on_main(accelerator, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
         note_time(phase, {"train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
@@ -447,8 +475,8 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
         say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'}); "
             f"train {trained:.1f} s, eval+gate {timings[phase]['eval_gate_s']:.1f} s")
         if not verdict["passed"]:
-            return EXIT_GATE_FAILED
-    return 0
+            return done(EXIT_GATE_FAILED)
+    return done(0)
 
 
 def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict, refs: dict, previous,
@@ -467,7 +495,7 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
     spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, phase))
     if spec is not None and phase != "distill":
         evaluated = _evaluate(pdir / "model", spec, pdir / "eval", evaluate_fn)
-        if phase == "sft" and cfg.single_stage:
+        if phase == "sft" and "single_stage" in summary:  # absent while the ablation trains in its own process
             phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation.for_ablation(),
                                                    pdir / "single_stage" / "eval", evaluate_fn)
     results = _merge(evaluated, internal)
@@ -482,6 +510,15 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
                                     "gate_passed": report["passed"]})
     _phase_reports(pdir.parent, phase)
     return {"results": results, "passed": report["passed"]}
+
+
+def _complete_ablation(r: PipelineRecipe, pdir: Path, info: dict, evaluate_fn) -> None:
+    """Main process: an SFT ablation that finished after its phase's gate: its summary entry, evaluation, reports."""
+    summary = summary_record.read(pdir / summary_record.FILE_NAME)
+    summary_record.write(pdir / summary_record.FILE_NAME, {**summary, "single_stage": info})
+    if r.evaluation is not None:
+        _evaluate(pdir / "single_stage" / "model", r.evaluation.for_ablation(), pdir / "single_stage" / "eval", evaluate_fn)
+    _phase_reports(pdir.parent, "sft")
 
 
 def _phase_reports(out: Path, phase: str) -> None:

@@ -55,7 +55,7 @@ CASES = [
      ["cpt", "focus_fraction 0.3 needs a focus file"]),
     ("pipeline-missing-sft-general", "pipeline", lambda r: _set("sft.replay_fraction", 0.2)(_set("sft.general", "{tmp}/no_gen.jsonl")(r)), [],
      ["sft.general", "no_gen.jsonl"]),
-    ("pipeline-sft-replay-without-general", "pipeline", _set("sft.replay_fraction", 0.2), [],
+    ("pipeline-sft-replay-without-general", "pipeline", lambda r: _set("sft.replay_fraction", 0.2)(_set("sft.general", None)(r)), [],
      ["sft", "replay_fraction 0.2 needs a general file"]),
     ("pipeline-sft-replay-all", "pipeline", lambda r: _set("sft.replay_fraction", 1.0)(_set("sft.general", "x.jsonl")(r)), [],
      ["sft", "replay_fraction must be < 1"]),

@@ -355,3 +355,28 @@ def test_saved_floor_results_are_reused_only_when_they_cover_every_floor_task(tm
     assert runs == [["a"], ["a", "b"]]  # the second call reused the saved run; the third had a task it lacked
     assert set(first["tasks"]) == set(again["tasks"]) == {"a", "a@plain"}
     assert set(grown["tasks"]) == {"a", "a@plain", "b", "b@plain"}
+
+
+def test_ablation_in_its_own_process_is_collected_after_distillation_and_finished_on_resume(world, tmp_path):
+    root, tok, r = world
+    calls = []
+    rec = {"name": "par", "init": r["init"], "tokenizer": r["tokenizer"], "cpt": dict(r["cpt"], gates=[]),
+           "sft": dict(r["sft"], gates=[], ablation_in_parallel=True), "distill": dict(r["distill"], gates=[]),
+           "evaluation": {"tasks": ["soaes_domain_qa"], "ablation_tasks": ["soaes_domain_qa"], "limit": 2}}
+    recipe, out = _write(tmp_path, "r.yaml", rec), tmp_path / "run"
+    assert run_pipeline(recipe, out, evaluate_fn=_fake_evaluate(root, calls)) == 0
+    sft = json.loads((out / "sft" / "summary.json").read_text())
+    assert sft["single_stage"]["steps"] == 6 and sft["single_stage"]["wall_s"] > 0
+    # evaluated last, after distillation trained: cpt, sft, then the single-stage model
+    assert [Path(c["model"]["name"]).parent.name for c in calls] == ["cpt", "sft", "single_stage"]
+    assert (out / "distill" / "done.json").is_file() and (out / "sft" / "single_stage" / "eval" / "results.json").is_file()
+    assert json.loads((out / "timings.json").read_text())["sft"]["single_stage_s"] > 0
+    # a run stopped before the ablation finished: --resume trains it in this process, then evaluates and reports it
+    import shutil
+
+    for gone in ("model", "eval"):
+        shutil.rmtree(out / "sft" / "single_stage" / gone)
+    assert run_pipeline(recipe, out, resume=True, evaluate_fn=_fake_evaluate(root, calls)) == 0
+    assert (out / "sft" / "single_stage" / "model" / "model.safetensors").is_file()
+    assert (out / "sft" / "single_stage" / "eval" / "results.json").is_file()
+    assert [Path(c["model"]["name"]).parent.name for c in calls[3:]] == ["single_stage"]

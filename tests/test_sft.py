@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from soaes_bench.errors import UserError
 from soaes_bench.training.fixtures import micro_pipeline
-from soaes_bench.training.sft import SFTConfig, SFTStage, _Ablation, run_sft
+from soaes_bench.training.sft import SFTConfig, SFTStage, Ablation, run_sft
 from soaes_bench.training.loop import TrainArgs
 
 
@@ -34,6 +34,7 @@ def test_ablation_in_a_second_process_matches_the_sequential_one(world, tmp_path
         par = run_sft(_cfg(root, True), r["init"], tmp_path / "par", r["tokenizer"])
     finally:
         torch.set_num_threads(threads)
+    assert par["single_stage"].pop("wall_s") > 0
     assert par["single_stage"] == seq["single_stage"] and par["single_stage"]["steps"] == 6
     a = load_file(tmp_path / "seq" / "single_stage" / "model" / "model.safetensors")
     b = load_file(tmp_path / "par" / "single_stage" / "model" / "model.safetensors")
@@ -45,7 +46,7 @@ def test_ablation_in_a_second_process_matches_the_sequential_one(world, tmp_path
 
 def test_a_failing_ablation_process_is_one_clear_error(world, tmp_path, capfd):
     root, r = world
-    abl = _Ablation(_cfg(root, True), tmp_path / "no_model", tmp_path / "out", r["tokenizer"], resume=False)
+    abl = Ablation(_cfg(root, True), tmp_path / "no_model", tmp_path / "out", r["tokenizer"], resume=False)
     with pytest.raises(UserError, match="single-stage ablation process failed .exit code 2."):
         abl.join()
     err = capfd.readouterr().err

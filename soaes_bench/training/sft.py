@@ -117,21 +117,24 @@ def _single_stage_process(cfg_dict: dict, init_model: str, out: str, tokenizer_d
     write_json(result, info)
 
 
-class _Ablation:
+class Ablation:
     """The single-stage ablation in a second process while this one trains the stages, one torch thread each.
 
     Why: on 2 CPU cores SFT's short batches scale badly across threads (one process: ~780 tokens/s on 2 threads vs
-    ~600 on 1), so two 1-thread processes do the same work in about two thirds of the time. Used only when the
-    recipe asks (`ablation_in_parallel`) and training runs in one process."""
+    ~600 on 1 each, two at once), and the ablation feeds nothing downstream, so the pipeline goes on (gate,
+    distillation) while it finishes and collects it at the end (pipeline._run_phases). Used only when the recipe asks
+    (`ablation_in_parallel`) and training runs in one process."""
 
     def __init__(self, cfg: SFTConfig, init_model, out: Path, tokenizer_dir, resume: bool):
         import multiprocessing
+        import time
 
         import torch
 
         self.result = out / "single_stage" / "result.json"
         self.result.unlink(missing_ok=True)
         self.threads = torch.get_num_threads()
+        self.started = time.perf_counter()
         args = (asdict(cfg), str(init_model), str(out), tokenizer_dir and str(tokenizer_dir), resume, str(self.result))
         self.proc = multiprocessing.get_context("spawn").Process(target=_single_stage_process, args=args, daemon=True)
         self.result.parent.mkdir(parents=True, exist_ok=True)
@@ -139,16 +142,20 @@ class _Ablation:
         torch.set_num_threads(1)
 
     def join(self) -> dict:
+        """Wait for the process; its summary (as _single_stage returns it), with the wall seconds since its start."""
         import json
+        import time
 
         self.proc.join()
         self.stop()
         if self.proc.exitcode != 0 or not self.result.is_file():
             raise UserError(f"sft: the single-stage ablation process failed (exit code {self.proc.exitcode}); its "
                             "error is printed above; rerun with --resume")
-        return json.loads(self.result.read_text(encoding="utf-8"))
+        info = json.loads(self.result.read_text(encoding="utf-8"))
+        return {**info, "wall_s": round(time.perf_counter() - self.started, 2)}
 
     def stop(self):
+        """Terminate the process if it still runs (this run is failing), and give this process its threads back."""
         import torch
 
         if self.proc.is_alive():
@@ -157,8 +164,31 @@ class _Ablation:
         torch.set_num_threads(self.threads)
 
 
-def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokenizer_dir=None, resume: bool = True) -> dict:
-    """Progressive stages -> <out>/model (and <out>/stageN/model); ablation -> <out>/single_stage/model."""
+def start_ablation(cfg: SFTConfig, init_model, out_dir, tokenizer_dir=None, resume: bool = True) -> Ablation | None:
+    """The ablation's process when the recipe trains it in parallel and this is a single-process run, else None."""
+    from soaes_bench.training.dist import make_accelerator
+
+    if not (cfg.single_stage and cfg.ablation_in_parallel) or make_accelerator().num_processes > 1:
+        return None
+    return Ablation(cfg, init_model, Path(out_dir), tokenizer_dir, resume)
+
+
+def run_single_stage(cfg: SFTConfig, init_model, out_dir, tokenizer_dir=None, resume: bool = True) -> dict:
+    """The ablation alone, in this process (a resumed run whose ablation process did not finish)."""
+    from soaes_bench.models import load_tokenizer
+    from soaes_bench.training.dist import make_accelerator
+
+    tok = load_tokenizer(tokenizer_dir)
+    return _single_stage(cfg, _load_sets(cfg, tok), init_model, Path(out_dir), tok, resume, make_accelerator())
+
+
+def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokenizer_dir=None, resume: bool = True,
+            ablation: Ablation | None = None) -> dict:
+    """Progressive stages -> <out>/model (and <out>/stageN/model); ablation -> <out>/single_stage/model.
+
+    `ablation`: the caller started it (start_ablation) and collects it (Ablation.join); the summary then has no
+    `single_stage` entry. Without it, the ablation is trained here: in a second process when the recipe asks, else
+    after the stages."""
     from soaes_bench.training.dist import broadcast_json, make_accelerator
     from soaes_bench.models import check_same_vocab, load_model, load_tokenizer, save_model
 
@@ -168,8 +198,8 @@ def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokeniz
     check_same_vocab(tok, load_tokenizer(init_model), "sft: tokenizer vs initial model")
     sets = _load_sets(cfg, tok)
     summary = {"phase": "sft", "init": str(init_model), "config": asdict(cfg), "stages": []}
-    parallel = (_Ablation(cfg, init_model, out, tokenizer_dir, resume)
-                if cfg.single_stage and cfg.ablation_in_parallel and accelerator.num_processes == 1 else None)
+    own = ablation is None
+    parallel = start_ablation(cfg, init_model, out, tokenizer_dir, resume) if own else None
     try:
         current = Path(init_model)
         for i, (stage, (examples, stats)) in enumerate(zip(cfg.stages, sets), 1):
@@ -189,7 +219,7 @@ def run_sft(cfg: SFTConfig, init_model: str | Path, out_dir: str | Path, tokeniz
             current = stage_dir / "model"
         if parallel is not None:
             summary["single_stage"] = parallel.join()
-        elif cfg.single_stage:
+        elif cfg.single_stage and own:
             summary["single_stage"] = _single_stage(cfg, sets, init_model, out, tok, resume, accelerator)
     finally:
         if parallel is not None:
