@@ -65,8 +65,8 @@ reports: install
 	$(BIN)/soaes-bench plot reports/base reports/reference/cpt/eval reports/baseline --kind phases --output reports/figures
 	$(BIN)/soaes-bench plot reports/profile_undistilled/profile.json reports/profile_steady/profile.json --kind distillation --output reports/figures
 
-# The reference pipeline (CPT -> progressive SFT -> distillation; 39 minutes on 2 idle cores for the v2 recipe, which
-# stops at its blocking general guard after SFT: docs/results/2026-12-reference-v2.md) and its committed reports (gates,
+# The reference pipeline (CPT -> progressive SFT -> distillation; 32.6 minutes on 2 idle cores for the v3 recipe,
+# whose models are the shipped ones: docs/results/2026-12-reference-v3.md) and its committed reports (gates,
 # forgetting, ablations, evaluations, figures).
 REFERENCE_EVALS := base floor cpt sft sft/single_stage
 reference: install
