@@ -103,14 +103,10 @@ def _single_stage_process(cfg_dict: dict, init_model: str, out: str, tokenizer_d
 
     from soaes_bench.config import from_dict
     from soaes_bench.io import write_json
-    from soaes_bench.models import load_tokenizer
-    from soaes_bench.training.dist import make_accelerator
 
     torch.set_num_threads(1)
     try:
-        cfg = from_dict(SFTConfig, cfg_dict, "sft")
-        tok = load_tokenizer(tokenizer_dir)
-        info = _single_stage(cfg, _load_sets(cfg, tok), init_model, Path(out), tok, resume, make_accelerator())
+        info = run_single_stage(from_dict(SFTConfig, cfg_dict, "sft"), init_model, out, tokenizer_dir, resume)
     except UserError as e:  # one line, as the CLI would print it; the parent says which process failed
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
