@@ -72,16 +72,15 @@ def test_with_replay_gives_general_text_its_share_of_loss_tokens():
                 {"input_ids": [1] * 3, "labels": [9, 9, 9]}]
     assert [data.loss_tokens(e) for e in examples] == [4, 9, 2]
     blocks = (100 + torch.arange(2)).view(2, 1).repeat(1, 6)      # 2 blocks: drawn again when exhausted
-    mixed, k = data.with_replay(examples, blocks, fraction=0.5, seed=3)
-    assert k == 3 and mixed[:3] == examples                      # 0.5 -> as many general loss tokens as SFT ones
+    mixed = data.with_replay(examples, blocks, fraction=0.5, seed=3)
+    assert len(mixed) - len(examples) == 3 and mixed[:3] == examples                      # 0.5 -> as many general loss tokens as SFT ones
     replay = mixed[3:]
     assert all(r["labels"] == r["input_ids"] and len(r["input_ids"]) == 6 for r in replay)
     assert sum(map(data.loss_tokens, replay)) == 15
     assert sorted(r["input_ids"][0] for r in replay[:2]) == [100, 101]   # one full pass before any repeat
-    assert data.with_replay(examples, blocks, 0.5, seed=3)[0] == mixed
-    _, k = data.with_replay(examples, blocks, fraction=0.25, seed=3)   # 0.25/0.75 * 15 / 5 = 1
-    assert k == 1
-    assert data.with_replay(examples, blocks, 0.0, seed=3) == (examples, 0)
+    assert data.with_replay(examples, blocks, 0.5, seed=3) == mixed
+    assert len(data.with_replay(examples, blocks, fraction=0.25, seed=3)) == 4   # 0.25/0.75 * 15 / 5 = 1 row
+    assert data.with_replay(examples, blocks, 0.0, seed=3) == examples
 
 
 def test_packed_corpus_holds_out_whole_documents(tok, tmp_path):

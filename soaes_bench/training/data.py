@@ -206,19 +206,19 @@ def loss_tokens(example: dict) -> int:
     return sum(x != IGNORE for x in example["labels"][1:])
 
 
-def with_replay(examples: list[dict], blocks, fraction: float, seed: int) -> tuple[list[dict], int]:
+def with_replay(examples: list[dict], blocks, fraction: float, seed: int) -> list[dict]:
     """SFT examples plus general-text blocks (every token a label) so that `fraction` of the loss tokens of one pass
     over the result are general text: CPT's replay, carried into SFT (the InstructGPT "ptx" mix) so that fine-tuning
-    on short chat answers does not erase the language model. Returns (examples + replay rows, rows added)."""
+    on short chat answers does not erase the language model. The replay rows come after the examples."""
     import torch
 
     if not fraction:
-        return examples, 0
+        return examples
     per_block = blocks.shape[1] - 1
     k = max(1, round(fraction / (1 - fraction) * sum(map(loss_tokens, examples)) / per_block))
     drawn = draw_blocks(blocks, k, torch.Generator().manual_seed(seed))
     rows = [{"input_ids": b.tolist(), "labels": b.tolist(), "id": f"replay:{i}"} for i, b in enumerate(drawn)]
-    return examples + rows, k
+    return examples + rows
 
 
 class Examples:
