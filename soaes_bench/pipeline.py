@@ -43,13 +43,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from soaes_bench import lock
+from soaes_bench import lock, phase_eval
 from soaes_bench import validate as vd
-from soaes_bench.config import from_dict, load_dataclass, positive, suggest
-from soaes_bench.defaults import BATCH_SIZE, GEN_BATCH_SIZE
+from soaes_bench.config import from_dict, load_dataclass, suggest
 from soaes_bench.errors import UserError
 from soaes_bench.io import read_json, write_json
 from soaes_bench.records import gate as gate_record
@@ -58,6 +57,7 @@ from soaes_bench.records import timings as timings_record
 from soaes_bench.reporting.ablations import phase_reports
 from soaes_bench.reporting.gates import (NO_SAMPLES_REFERENCES, check_references, evaluate_gate, gate_markdown,
                                          load_run, locate_samples, refuse_vacuous, write_gate)
+from soaes_bench.phase_eval import EvalSpec
 from soaes_bench.results import PLAIN, PLAIN_DIR
 from soaes_bench.training.cpt import CPTConfig
 from soaes_bench.training.distill import HELDOUT_TASK, DistillConfig
@@ -77,36 +77,6 @@ INTERNAL_METRICS = {CPT_VAL_TASK: ("val_loss_domain", "val_loss_general"),  # cp
                     HELDOUT_TASK: ("top1_agreement", "kl_teacher", "ce")}  # distill.heldout_metrics
 ROLLING_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")  # lm-eval adds them to rolling tasks
 FLOOR = "floor"  # gate reference: the best content-free predictor of each task (a `superior` gate's natural bar)
-
-
-@dataclass
-class EvalSpec:
-    suite: str = field(default="all", metadata={"help": "general, domain or all"})
-    tasks: list[str] | None = field(default=None, metadata={"help": "only these tasks (overrides suite): the ones the gates read"})
-    plain_tasks: list[str] = field(default_factory=list, metadata={
-        "help": f"tasks scored once more as plain text, no chat template; gates read them as <task>{PLAIN}"})
-    ablation_tasks: list[str] | None = field(default=None, metadata={
-        "help": "tasks of the single-stage SFT ablation model (default: the same as every phase model's); its "
-                "report reads soaes_domain_qa"})
-    gated_only: bool = field(default=False, metadata={
-        "help": "evaluate each model only on the tasks that gates read from it (of tasks and plain_tasks): a few "
-                "minutes less on 2 cores; `soaes-bench run` scores the final model on the whole suite"})
-    limit: int | None = field(default=None, metadata={"help": "items per task (None = all)", "check": positive})
-    batch_size: int = field(default=BATCH_SIZE, metadata={"help": "sequences per scoring forward", "check": positive})
-    gen_batch_size: int = field(default=GEN_BATCH_SIZE, metadata={"help": "prompts per generation batch", "check": positive})
-
-    def for_ablation(self) -> "EvalSpec":
-        """What the single-stage model is evaluated on."""
-        return self if self.ablation_tasks is None else replace(self, tasks=self.ablation_tasks, plain_tasks=[])
-
-    def for_model(self, read: set[str]) -> "EvalSpec | None":
-        """What a model whose results gates read `read` (task names, <task>@plain) is evaluated on; None: nothing."""
-        if not self.gated_only:
-            return self
-        plain = [t for t in self.plain_tasks if t + PLAIN in read]
-        read = {t for t in read if not t.endswith(PLAIN)}
-        tasks = sorted(read) if self.tasks is None else [t for t in self.tasks if t in read]
-        return replace(self, tasks=tasks, plain_tasks=plain) if tasks or plain else None
 
 
 @dataclass
@@ -250,58 +220,6 @@ def preflight(r: PipelineRecipe, source: str, only: str | None = None, lm_eval_m
                             f"(its metrics: {', '.join(sorted(metrics))})")
 
 
-def _evaluate(model_dir: Path, spec: EvalSpec, out: Path, evaluate_fn) -> dict:
-    """lm-eval results of model_dir (read back from out/results.json when present), plus the plain-text run of
-    spec.plain_tasks in <out>/../eval_plain/ with its task names suffixed by PLAIN. Each task entry gets
-    `results_path` (its results.json), where gates find its per-item samples."""
-    from soaes_bench.evaluation import writer
-    from soaes_bench.models import load_for_eval
-    from soaes_bench.records.provenance import model_block
-
-    runs = [(out, {"suite": spec.suite, "tasks": spec.tasks}, "")] if spec.tasks != [] else []
-    if spec.plain_tasks:
-        runs.append((out.parent / PLAIN_DIR, {"tasks": spec.plain_tasks, "chat_template": "off"}, PLAIN))
-    loaded, parts = None, []
-    for where, kw, suffix in runs:
-        if (where / "results.json").is_file():
-            res = read_json(where / "results.json")
-        else:
-            model, tokenizer = loaded = loaded or load_for_eval(model_dir)
-            info = model_block(model, model_dir, name=str(model_dir))  # "runs/x/sft/model": reports label by name
-            res = writer.write_run(evaluate_fn(model, tokenizer, limit=spec.limit, batch_size=spec.batch_size,
-                                               gen_batch_size=spec.gen_batch_size, model_info=info, **kw), where)
-        # each task keeps the results.json it came from: gates pair its per-item samples with a reference's
-        parts.append({"tasks": {k + suffix: dict(v, results_path=str(where / "results.json"))
-                                for k, v in res.get("tasks", {}).items()},
-                      "groups": {} if suffix else res.get("groups") or {}})
-    return _merge(*parts)
-
-
-def _evaluate_floor(tasks: list[str], limit, where: Path) -> dict:
-    """Gate reference "floor": each task's best content-free predictor (evaluation.constant.floor_lm) run once like
-    a model. A content-free answer reads no chat template, so its tasks also stand for <task>@plain."""
-    from soaes_bench.evaluation import writer
-    from soaes_bench.evaluation.constant import evaluate_constant, floor_lm
-
-    res = read_json(where / "results.json") if (where / "results.json").is_file() else None
-    if res is None or not set(tasks) <= set(res["tasks"]):  # a gate added since (e.g. on --resume): run them all again
-        res = writer.write_run(evaluate_constant(floor_lm(tasks, limit=limit), tasks=tasks, limit=limit), where)
-    entries = {k: dict(v, results_path=str(where / "results.json")) for k, v in res["tasks"].items()}
-    return {"tasks": {**entries, **{k + PLAIN: v for k, v in entries.items()}}, "groups": {}}
-
-
-def _default_evaluate(model, tokenizer, **kw):  # suite, tasks, limit, batch_size, gen_batch_size, chat_template, model_info
-    from soaes_bench.evaluation.run import evaluate
-
-    return evaluate(model, tokenizer, **kw)
-
-
-def _val_task(name: str, values: dict | None) -> dict:
-    """Phase-internal validation losses as a results-style task (lower is better), so gates can read them."""
-    metrics = {k: {"value": v, "stderr": None} for k, v in (values or {}).items()}
-    return {"tasks": {name: {"n": None, "metrics": metrics, "higher_is_better": {k: False for k in metrics}}}}
-
-
 def _settings(cfg_type, saved: dict) -> dict:
     """A phase's saved settings as the current code reads them: a field added since then takes its default, so
     --resume still accepts runs made before it (a field since removed leaves them as saved, and they differ)."""
@@ -314,14 +232,6 @@ def _settings(cfg_type, saved: dict) -> dict:
 def _training_settings(settings: dict) -> dict:
     """A phase's settings without its gates: what decides the trained model (gates only judge it)."""
     return {k: v for k, v in settings.items() if k != "gates"}
-
-
-def _merge(*results: dict) -> dict:
-    out = {"tasks": {}, "groups": {}}
-    for r in results:
-        out["tasks"].update(r.get("tasks") or {})
-        out["groups"].update(r.get("groups") or {})
-    return out
 
 
 def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: bool = False, only: str | None = None,
@@ -337,7 +247,7 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
     todo = [only] if only else phases
     out = vd.output_dir(output or r.output or f"runs/{r.name}", "--output" if output else f"{recipe}: output:")
     preflight(r, str(recipe), only, lm_eval_metrics=evaluate_fn is None)
-    evaluate_fn = evaluate_fn or _default_evaluate
+    evaluate_fn = evaluate_fn or phase_eval.default_evaluate
     pending = []  # the SFT ablation, when it trains in its own process: collected at the end, stopped on an error
     with lock.hold(out, "soaes-bench pipeline"):
         try:
@@ -391,13 +301,15 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
     refs: dict[str, dict] = {}
     floor_tasks = sorted({c.task.removesuffix(PLAIN) for p in phases for c in getattr(r, p).gates if c.reference == FLOOR})
     if floor_tasks:  # seconds: no model
-        refs[FLOOR] = on_main(accelerator, lambda: _evaluate_floor(floor_tasks, r.evaluation.limit, out / FLOOR / "eval"))
+        refs[FLOOR] = on_main(accelerator, lambda: phase_eval.evaluate_floor(floor_tasks, r.evaluation.limit,
+                                                                          out / FLOOR / "eval"))
     base_spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, "base"))
     if base_spec is not None and any(c.reference == "base" or (c.reference == "previous" and p == phases[0])
                                      for p in phases for c in getattr(r, p).gates):
         t0 = time.perf_counter()
         cached = (out / "base" / "eval" / "results.json").is_file()
-        refs["base"] = on_main(accelerator, lambda: _evaluate(Path(r.init), base_spec, out / "base" / "eval", evaluate_fn))
+        refs["base"] = on_main(accelerator, lambda: phase_eval.evaluate_model(Path(r.init), base_spec,
+                                                                          out / "base" / "eval", evaluate_fn))
         if not cached:
             note_time("base_eval_s", round(time.perf_counter() - t0, 2))
         # every gate that compares with the base can be judged for vacuity now, before CPT trains
@@ -485,8 +397,8 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
     phase_refs = dict(refs, previous=previous or {})
     internal = {}
     if phase == "cpt":
-        internal = _val_task(CPT_VAL_TASK, summary.get("val_after"))
-        phase_refs["base_val"] = _val_task(CPT_VAL_TASK, summary.get("val_before"))
+        internal = phase_eval.val_task(CPT_VAL_TASK, summary.get("val_after"))
+        phase_refs["base_val"] = phase_eval.val_task(CPT_VAL_TASK, summary.get("val_before"))
     elif phase == "distill":
         internal = summary.get("distilled", {}).get("results", {})
         if "baseline" in summary:
@@ -494,11 +406,11 @@ def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict,
     evaluated = {}
     spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, phase))
     if spec is not None and phase != "distill":
-        evaluated = _evaluate(pdir / "model", spec, pdir / "eval", evaluate_fn)
+        evaluated = phase_eval.evaluate_model(pdir / "model", spec, pdir / "eval", evaluate_fn)
         if phase == "sft" and "single_stage" in summary:  # absent while the ablation trains in its own process
-            phase_refs["single_stage"] = _evaluate(pdir / "single_stage" / "model", r.evaluation.for_ablation(),
-                                                   pdir / "single_stage" / "eval", evaluate_fn)
-    results = _merge(evaluated, internal)
+            phase_refs["single_stage"] = phase_eval.evaluate_model(
+                pdir / "single_stage" / "model", r.evaluation.for_ablation(), pdir / "single_stage" / "eval", evaluate_fn)
+    results = phase_eval.merge_results(evaluated, internal)
     write_json(pdir / PHASE_METRICS, results)
     summary_record.write(pdir / summary_record.FILE_NAME, {"phase": phase, **summary})
     # the gate's source: the phase model's lm-eval results (its plain-text run when gated_only asked for no other)
@@ -517,7 +429,8 @@ def _complete_ablation(r: PipelineRecipe, pdir: Path, info: dict, evaluate_fn) -
     summary = summary_record.read(pdir / summary_record.FILE_NAME)
     summary_record.write(pdir / summary_record.FILE_NAME, {**summary, "single_stage": info})
     if r.evaluation is not None:
-        _evaluate(pdir / "single_stage" / "model", r.evaluation.for_ablation(), pdir / "single_stage" / "eval", evaluate_fn)
+        phase_eval.evaluate_model(pdir / "single_stage" / "model", r.evaluation.for_ablation(),
+                                  pdir / "single_stage" / "eval", evaluate_fn)
     _phase_reports(pdir.parent, "sft")
 
 
@@ -559,7 +472,7 @@ def cli_gate(args) -> int:
         if "baseline" not in references and isinstance((summary.get("baseline") or {}).get("results"), dict):
             references["baseline"] = summary["baseline"]["results"]
         if "base_val" not in references and isinstance(summary.get("val_before"), dict):
-            references["base_val"] = _val_task(CPT_VAL_TASK, summary["val_before"])
+            references["base_val"] = phase_eval.val_task(CPT_VAL_TASK, summary["val_before"])
     i = phases.index(args.phase)
     before = phases[i - 1] if i else "base"
     if "previous" not in references and before in references:

@@ -58,15 +58,16 @@ def test_pipeline_floor_reference_is_written_once_and_stands_for_plain_tasks(tmp
     from pathlib import Path
 
     from soaes_bench.config import load_dataclass
-    from soaes_bench.pipeline import FLOOR, PipelineRecipe, _evaluate_floor, _references_known
+    from soaes_bench.phase_eval import evaluate_floor
+    from soaes_bench.pipeline import FLOOR, PipelineRecipe, _references_known
 
     where = tmp_path / FLOOR / "eval"
-    res = _evaluate_floor(["soaes_domain_mc"], 40, where)
+    res = evaluate_floor(["soaes_domain_mc"], 40, where)
     assert set(res["tasks"]) == {"soaes_domain_mc", "soaes_domain_mc@plain"}
     best = task_floors.task_floors("soaes_domain_mc", limit=40)["best"]["acc"]["value"]
     assert res["tasks"]["soaes_domain_mc@plain"]["metrics"]["acc"]["value"] == pytest.approx(best)
     assert res["tasks"]["soaes_domain_mc"]["results_path"] == str(where / "results.json")
     stamp = (where / "results.json").stat().st_mtime_ns
-    assert _evaluate_floor(["soaes_domain_mc"], 40, where) == res and (where / "results.json").stat().st_mtime_ns == stamp
+    assert evaluate_floor(["soaes_domain_mc"], 40, where) == res and (where / "results.json").stat().st_mtime_ns == stamp
     recipe = load_dataclass(PipelineRecipe, Path(__file__).resolve().parents[1] / "training/recipes/reference.yaml")
     assert FLOOR in _references_known(recipe, "sft")

@@ -11,7 +11,8 @@ from soaes_bench.errors import UserError
 from soaes_bench.training import distill
 from soaes_bench.training.fixtures import micro_pipeline, tiny_tokenizer
 from soaes_bench.models import load_tokenizer, new_model, save_model
-from soaes_bench.pipeline import EXIT_GATE_FAILED, EvalSpec, run_pipeline
+from soaes_bench.phase_eval import EvalSpec
+from soaes_bench.pipeline import EXIT_GATE_FAILED, run_pipeline
 
 
 
@@ -331,7 +332,7 @@ def test_saved_floor_results_are_reused_only_when_they_cover_every_floor_task(tm
     reference run of 2026-12-04 did: 'missing in reference floor')."""
     import json
 
-    from soaes_bench import pipeline
+    from soaes_bench import phase_eval
     from soaes_bench.evaluation import constant, writer
 
     runs = []
@@ -349,9 +350,9 @@ def test_saved_floor_results_are_reused_only_when_they_cover_every_floor_task(tm
     monkeypatch.setattr(constant, "evaluate_constant", fake_evaluate)
     monkeypatch.setattr(writer, "write_run", fake_write)
     where = tmp_path / "floor" / "eval"
-    first = pipeline._evaluate_floor(["a"], None, where)
-    again = pipeline._evaluate_floor(["a"], None, where)
-    grown = pipeline._evaluate_floor(["a", "b"], None, where)
+    first = phase_eval.evaluate_floor(["a"], None, where)
+    again = phase_eval.evaluate_floor(["a"], None, where)
+    grown = phase_eval.evaluate_floor(["a", "b"], None, where)
     assert runs == [["a"], ["a", "b"]]  # the second call reused the saved run; the third had a task it lacked
     assert set(first["tasks"]) == set(again["tasks"]) == {"a", "a@plain"}
     assert set(grown["tasks"]) == {"a", "a@plain", "b", "b@plain"}

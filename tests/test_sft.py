@@ -1,6 +1,7 @@
 """SFT: the single-stage ablation trained in a second process equals the one trained in this process."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from safetensors.torch import load_file
 
 from soaes_bench.errors import UserError
 from soaes_bench.training.fixtures import micro_pipeline
-from soaes_bench.training.sft import SFTConfig, SFTStage, Ablation, run_sft
+from soaes_bench.training.sft import SFTConfig, SFTStage, Ablation, ablation_steps, run_sft
 from soaes_bench.training.loop import TrainArgs
 
 
@@ -51,3 +52,18 @@ def test_a_failing_ablation_process_is_one_clear_error(world, tmp_path, capfd):
         abl.join()
     err = capfd.readouterr().err
     assert "error: " in err and "no_model" in err and "Traceback" not in err
+
+
+def test_ablation_budget_in_steps_or_in_example_tokens(world):
+    root, _ = world
+    stages = [(80, 8, 132.0), (720, 8, 60.0)]   # the reference recipe's stages: 84,480 + 345,600 example tokens
+    assert ablation_steps(_cfg(root, False), stages, 8, 90.0) == 800
+    tokens = replace(_cfg(root, False), ablation_budget="tokens")
+    assert ablation_steps(tokens, stages, 8, 90.0) == round(430_080 / 720)   # 597 steps of 8 x 90 tokens
+    assert ablation_steps(tokens, [(1, 1, 1.0)], 8, 90.0) == 1               # never zero steps
+
+
+def test_an_unknown_ablation_budget_is_refused(tmp_path):
+    from soaes_bench.config import from_dict
+    with pytest.raises(UserError, match="ablation_budget"):
+        from_dict(SFTConfig, {"ablation_budget": "epochs"}, "sft")

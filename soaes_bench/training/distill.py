@@ -7,8 +7,11 @@ and seq_len; `top_k: 0` instead runs the teacher on each batch and keeps its who
 could hold); the draft then trains on losses.topk_distill_rows (forward KL by default; reverse KL, JSD(beta) or TV
 selectable), optionally mixed with cross-entropy on the real next token (`ce_weight`). The undistilled baseline is
 the same draft (same init seed, data, steps, optimiser) trained with plain cross-entropy, so the comparison isolates
-the teacher signal. Held-out metrics (`draft_heldout` task): top1_agreement (teacher-forced greedy agreement with the
-teacher: the acceptance rate of greedy speculative decoding with gamma = 1), kl_teacher (forward KL) and ce.
+the teacher signal. With `teacher_answers: N`, the teacher first answers N chat questions of the data greedily
+(teacher_answers.py) and the distilled draft trains on the data plus those answers: what speculative decoding
+verifies is the target's own text; the baseline still trains on the data alone. Held-out metrics (`draft_heldout`
+task, on held-out documents of the data, never on answers): top1_agreement (teacher-forced greedy agreement with
+the teacher: the acceptance rate of greedy speculative decoding with gamma = 1), kl_teacher (forward KL) and ce.
 top1_agreement's stderr treats the held-out blocks, not their tokens, as the independent units (`clustered_rate`):
 the tokens of one block share its text and agree or disagree together.
 """
@@ -49,6 +52,14 @@ class DistillConfig:
     ce_weight: float = field(default=0.0, metadata={"help": "loss = (1 - w) * KD + w * CE"})
     chunk_size: int = field(default=1024, metadata={"help": "positions per loss chunk", "check": positive})
     baseline: bool = field(default=True, metadata={"help": "also train the undistilled (CE-only) baseline"})
+    teacher_answers: int = field(default=0, metadata={
+        "help": "chat questions of the SFT files in `data` the teacher answers greedily; the distilled draft also "
+                "trains on those answers (teacher_answers.py), the baseline never sees them", "check": non_negative})
+    answer_tokens: int = field(default=64, metadata={
+        "help": "tokens of each teacher answer (EOS does not stop it, as in the profiler)", "check": positive})
+    answers_only: bool = field(default=False, metadata={
+        "help": "the distilled draft trains on the teacher's answers alone; `data` gives the questions, the held-out "
+                "documents and the baseline's text"})
     train: TrainArgs = field(default_factory=lambda: TrainArgs(max_steps=300, lr=3e-3, warmup_steps=20))
     gates: list[Check] = field(default_factory=list)
 
@@ -56,6 +67,8 @@ class DistillConfig:
         for name in ("beta", "ce_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
+        if self.answers_only and not self.teacher_answers:
+            raise ValueError("answers_only needs teacher_answers > 0 (the answers to train on)")
 
 
 # ---------------------------------------------------------------- data and teacher cache
@@ -254,7 +267,7 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
                 resume: bool = True) -> dict:
     """Distilled draft -> <out>/model, baseline -> <out>/baseline/model; held-out metrics in the summary
     (`results` for the distilled draft, `baseline_results` for the baseline)."""
-    from soaes_bench.training import data
+    from soaes_bench.training import data, teacher_answers
     from soaes_bench.training.dist import broadcast_json, make_accelerator
     from soaes_bench.training.loop import lm_loss, resolve_steps, train
     from soaes_bench.models import check_same_vocab, load_model, load_tokenizer, new_model, save_model
@@ -269,13 +282,24 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
     seed = cfg.train.seed
     docs = data.tokenize(distill_texts(cfg.data, tok), tok)
     train_docs, val_docs = data.split_docs(docs, cfg.val_blocks * cfg.seq_len, seed)
-    blocks = data.pack(train_docs, cfg.seq_len, tok.eos_token_id, seed)
     val = data.pack(val_docs, cfg.seq_len, tok.eos_token_id, seed)[:cfg.val_blocks] if val_docs else None
     steps = resolve_steps(cfg.train, cfg.seq_len)
-    blocks = used_blocks(blocks, steps * cfg.train.batch_size, seed)
+    plain = used_blocks(data.pack(train_docs, cfg.seq_len, tok.eos_token_id, seed), steps * cfg.train.batch_size, seed)
+    blocks = plain
+    summary = {"phase": "distill", "teacher": str(teacher_dir), "config": asdict(cfg), "steps": steps}
+    if cfg.teacher_answers:  # main process generates, the others read the saved answers
+        prompts = teacher_answers.pick(teacher_answers.questions(cfg.data, tok, {tuple(d) for d in val_docs}),
+                                       cfg.teacher_answers, seed)
+        path = out / "teacher_answers.json"
+        if accelerator.is_main_process:
+            teacher_answers.cached(teacher, teacher_dir, prompts, cfg.answer_tokens, tok.pad_token_id, path)
+        accelerator.wait_for_everyone()
+        answers = teacher_answers.cached(teacher, teacher_dir, prompts, cfg.answer_tokens, tok.pad_token_id, path)
+        docs = answers if cfg.answers_only else train_docs + answers
+        blocks = used_blocks(data.pack(docs, cfg.seq_len, tok.eos_token_id, seed), steps * cfg.train.batch_size, seed)
+        summary["teacher_answers"] = {"answers": len(answers), "tokens": sum(map(len, answers)), "path": str(path)}
+    summary["distill_tokens"] = int(blocks.numel())
     max_pos = min(teacher.config.max_position_embeddings, 2048)
-    summary = {"phase": "distill", "teacher": str(teacher_dir), "config": asdict(cfg), "steps": steps,
-               "distill_tokens": int(blocks.numel())}
     if cfg.top_k == 0:  # the full vocabulary: [n, T, V] would not fit on disk, so the teacher runs on each batch
         runs = [("distilled", out, data.Blocks(blocks), data.collate_blocks, make_kd_loss(cfg, teacher))]
     else:
@@ -286,8 +310,8 @@ def run_distill(cfg: DistillConfig, teacher_dir: str | Path, out_dir: str | Path
         values, indices = teacher_cache(teacher, teacher_dir, blocks, cfg, cache)
         summary["cache"] = str(cache)
         runs = [("distilled", out, CachedBlocks(blocks, values, indices), collate_cached, make_kd_loss(cfg))]
-    if cfg.baseline:
-        runs.append(("baseline", out / "baseline", data.Blocks(blocks), data.collate_blocks, lm_loss))
+    if cfg.baseline:  # the data without the teacher's answers: the baseline learns nothing from the teacher
+        runs.append(("baseline", out / "baseline", data.Blocks(plain), data.collate_blocks, lm_loss))
     for label, where, dataset, collate, loss_fn in runs:
         draft = new_model(cfg.draft_size, tok, seed=seed, max_position=max_pos)  # same init for both
         res = train(draft, dataset, collate, cfg.train, where / "work", loss_fn=loss_fn, total_steps=steps,

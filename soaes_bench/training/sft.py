@@ -3,8 +3,9 @@
 SOAEsV2 fine-tunes in stages of increasing domain specificity: stage 1 on weakly related instructions (finance,
 law, business, politics), then stage 2 on expert SOAE questions, each stage starting from the previous stage's
 weights with its own warm-up + cosine schedule. The ablation (`single_stage: true`) trains the same starting model
-once on the union of all stages with the same total step budget (first stage's optimiser settings), so the only
-difference is the curriculum. Loss: cross-entropy on assistant tokens only (data.sft_example masks prompts), plus,
+once on the union of all stages with the same budget (first stage's optimiser settings): the stages' total steps
+(`ablation_budget: steps`), or as many steps as buy the stages' total example tokens (`tokens`: the union's rows
+are longer on average than stage 2's, so equal steps would give the ablation more compute). Loss: cross-entropy on assistant tokens only (data.sft_example masks prompts), plus,
 with `replay_fraction`, plain general text mixed into every stage (data.with_replay) so the model keeps its general
 language modelling; the ablation's union carries the same replay rows.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from soaes_bench.config import fraction, positive
 from soaes_bench.errors import UserError
@@ -39,6 +41,8 @@ class SFTConfig:
     replay_fraction: float = field(default=0.0, metadata={
         "help": "fraction of each stage's loss tokens from `general` (plain text, every token a label)", "check": fraction})
     replay_len: int = field(default=128, metadata={"help": "tokens per replayed general block", "check": positive})
+    ablation_budget: Literal["steps", "tokens"] = field(default="steps", metadata={
+        "help": "the ablation's budget: the stages' total steps, or their total example tokens"})
     ablation_in_parallel: bool = field(default=False, metadata={
         "help": "train the single-stage ablation in a second process (one torch thread each) while the stages train"})
     gates: list[Check] = field(default_factory=list)
@@ -77,19 +81,28 @@ def _load_sets(cfg: SFTConfig, tok):
             for i, (st, (ex, stats)) in enumerate(zip(cfg.stages, sets))]
 
 
+def ablation_steps(cfg: SFTConfig, stages: list[tuple[int, int, float]], batch: int, union_mean_len: float) -> int:
+    """Steps of the single-stage run from the stages' (steps, batch size, mean example tokens): their sum, or (budget
+    `tokens`) the steps at `batch` examples of `union_mean_len` tokens that read as many example tokens as they do."""
+    if cfg.ablation_budget == "steps":
+        return sum(steps for steps, _, _ in stages)
+    return max(1, round(sum(s * b * m for s, b, m in stages) / (batch * union_mean_len)))
+
+
 def _single_stage(cfg: SFTConfig, sets, init_model, out: Path, tok, resume: bool, accelerator) -> dict:
-    """The ablation: the union of all stages (replay rows included), the stages' total steps, stage 1's optimiser."""
+    """The ablation: the union of all stages (replay rows included), the stages' budget, stage 1's optimiser."""
     from dataclasses import replace
 
     from soaes_bench.models import load_model, save_model
     from soaes_bench.training.loop import resolve_steps
 
     union = [e for examples, _ in sets for e in examples]
-    total = sum(resolve_steps(st.train, _mean_len(ex)) for st, (ex, _) in zip(cfg.stages, sets))
+    total = ablation_steps(cfg, [(resolve_steps(st.train, _mean_len(ex)), st.train.batch_size, _mean_len(ex))
+                                 for st, (ex, _) in zip(cfg.stages, sets)], cfg.stages[0].train.batch_size, _mean_len(union))
     args = replace(cfg.stages[0].train, max_steps=total, max_tokens=None)
     res = _train_stage(load_model(init_model), union, args, tok, out / "single_stage" / "work", resume,
                        "sft single-stage", accelerator, steps=total)
-    info = {"examples": len(union), "steps": res.steps, "tokens": res.tokens, "last_train_loss": res.last_loss,
+    info = {"examples": len(union), "budget": cfg.ablation_budget, "steps": res.steps, "tokens": res.tokens, "last_train_loss": res.last_loss,
             "stopped_by": res.stopped_by}
     if accelerator.is_main_process and res.stopped_by == "done":
         save_model(res.model, tok, out / "single_stage" / "model", extra_json={"soaes_training.json": info})
