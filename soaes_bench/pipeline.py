@@ -361,6 +361,9 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
                 return done(EXIT_GATE_FAILED)
             continue
         refuse_vacuous_now(phase)
+        for ablation in [a for a in pending if a.finished()]:  # done already: collect it, this phase gets 2 threads
+            pending.remove(ablation)
+            finish_ablation(ablation.join(), ablation.started)
         say(f"pipeline: phase {phase} from {current} ({accelerator.num_processes} process(es))")
         t0 = time.perf_counter()
         if phase == "cpt":

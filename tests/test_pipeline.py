@@ -368,7 +368,7 @@ def test_ablation_in_its_own_process_is_collected_after_distillation_and_finishe
     assert run_pipeline(recipe, out, evaluate_fn=_fake_evaluate(root, calls)) == 0
     sft = json.loads((out / "sft" / "summary.json").read_text())
     assert sft["single_stage"]["steps"] == 6 and sft["single_stage"]["wall_s"] > 0
-    # evaluated last, after distillation trained: cpt, sft, then the single-stage model
+    # evaluated after the SFT model: cpt, sft, then the single-stage model (distillation has no lm-eval run)
     assert [Path(c["model"]["name"]).parent.name for c in calls] == ["cpt", "sft", "single_stage"]
     assert (out / "distill" / "done.json").is_file() and (out / "sft" / "single_stage" / "eval" / "results.json").is_file()
     assert json.loads((out / "timings.json").read_text())["sft"]["single_stage_s"] > 0
@@ -381,3 +381,40 @@ def test_ablation_in_its_own_process_is_collected_after_distillation_and_finishe
     assert (out / "sft" / "single_stage" / "model" / "model.safetensors").is_file()
     assert (out / "sft" / "single_stage" / "eval" / "results.json").is_file()
     assert [Path(c["model"]["name"]).parent.name for c in calls[3:]] == ["single_stage"]
+
+
+@pytest.mark.parametrize("done_before_distill", [True, False])
+def test_a_finished_ablation_is_collected_before_the_next_phase_which_gets_the_threads_back(
+        world, tmp_path, monkeypatch, done_before_distill):
+    """While the ablation's process runs, this process trains on one thread; once it has exited, the next phase
+    collects it first and trains on all threads (the v5 reference run distilled on one thread: 489 s vs 332 s)."""
+    from soaes_bench.training import distill as distill_mod
+    from soaes_bench.training.sft import Ablation
+
+    root, tok, r = world
+    seen = []
+    real_distill = distill_mod.run_distill
+
+    def spy(cfg, *a, **k):
+        seen.append((torch.get_num_threads(), (tmp_path / "run" / "sft" / "single_stage" / "eval").is_dir()))
+        return real_distill(cfg, *a, **k)
+
+    def finished(self):  # deterministic: the process has (or has not) exited when distillation starts
+        if done_before_distill:
+            self.proc.join()
+        return done_before_distill
+
+    monkeypatch.setattr(distill_mod, "run_distill", spy)
+    monkeypatch.setattr(Ablation, "finished", finished)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rec = {"name": "par", "init": r["init"], "tokenizer": r["tokenizer"], "cpt": dict(r["cpt"], gates=[]),
+               "sft": dict(r["sft"], gates=[], ablation_in_parallel=True), "distill": dict(r["distill"], gates=[]),
+               "evaluation": {"tasks": ["soaes_domain_qa"], "ablation_tasks": ["soaes_domain_qa"], "limit": 2}}
+        assert run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run", evaluate_fn=_fake_evaluate(root, [])) == 0
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [(2, True)] if done_before_distill else seen == [(1, False)]
+    assert after == 2 and (tmp_path / "run" / "sft" / "single_stage" / "eval" / "results.json").is_file()

@@ -4,10 +4,11 @@ SOAEsV2 fine-tunes in stages of increasing domain specificity: stage 1 on weakly
 law, business, politics), then stage 2 on expert SOAE questions, each stage starting from the previous stage's
 weights with its own warm-up + cosine schedule. The ablation (`single_stage: true`) trains the same starting model
 once on the union of all stages with the same budget (first stage's optimiser settings): the stages' total steps
-(`ablation_budget: steps`), or as many steps as buy the stages' total example tokens (`tokens`: the union's rows
-are longer on average than stage 2's, so equal steps would give the ablation more compute). Loss: cross-entropy on assistant tokens only (data.sft_example masks prompts), plus,
-with `replay_fraction`, plain general text mixed into every stage (data.with_replay) so the model keeps its general
-language modelling; the ablation's union carries the same replay rows.
+(`ablation_budget: steps`), or as many steps as buy the stages' total example tokens (`tokens`: when the union's
+rows are longer on average than a long stage's, equal steps give the ablation more compute). Loss: cross-entropy
+on assistant tokens only (data.sft_example masks prompts), plus, with `replay_fraction`, plain general text mixed
+into every stage (data.with_replay) so the model keeps its general language modelling; the ablation's union carries
+the same replay rows.
 """
 
 from __future__ import annotations
@@ -97,13 +98,14 @@ def _single_stage(cfg: SFTConfig, sets, init_model, out: Path, tok, resume: bool
     from soaes_bench.training.loop import resolve_steps
 
     union = [e for examples, _ in sets for e in examples]
-    total = ablation_steps(cfg, [(resolve_steps(st.train, _mean_len(ex)), st.train.batch_size, _mean_len(ex))
-                                 for st, (ex, _) in zip(cfg.stages, sets)], cfg.stages[0].train.batch_size, _mean_len(union))
+    stages = [(resolve_steps(st.train, _mean_len(ex)), st.train.batch_size, _mean_len(ex))
+              for st, (ex, _) in zip(cfg.stages, sets)]
+    total = ablation_steps(cfg, stages, cfg.stages[0].train.batch_size, _mean_len(union))
     args = replace(cfg.stages[0].train, max_steps=total, max_tokens=None)
     res = _train_stage(load_model(init_model), union, args, tok, out / "single_stage" / "work", resume,
                        "sft single-stage", accelerator, steps=total)
-    info = {"examples": len(union), "budget": cfg.ablation_budget, "steps": res.steps, "tokens": res.tokens, "last_train_loss": res.last_loss,
-            "stopped_by": res.stopped_by}
+    info = {"examples": len(union), "budget": cfg.ablation_budget, "steps": res.steps, "tokens": res.tokens,
+            "last_train_loss": res.last_loss, "stopped_by": res.stopped_by}
     if accelerator.is_main_process and res.stopped_by == "done":
         save_model(res.model, tok, out / "single_stage" / "model", extra_json={"soaes_training.json": info})
     accelerator.wait_for_everyone()
@@ -150,6 +152,10 @@ class Ablation:
         self.result.parent.mkdir(parents=True, exist_ok=True)
         self.proc.start()
         torch.set_num_threads(1)
+
+    def finished(self) -> bool:
+        """The process has exited (its result, or its failure, is ready for join())."""
+        return not self.proc.is_alive()
 
     def join(self) -> dict:
         """Wait for the process; its summary (as _single_stage returns it), with the wall seconds since its start."""
