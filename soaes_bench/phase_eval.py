@@ -16,6 +16,8 @@ from soaes_bench.results import PLAIN, PLAIN_DIR
 
 @dataclass
 class EvalSpec:
+    """Recipe block `evaluation:`."""
+
     suite: str = field(default="all", metadata={"help": "general, domain or all"})
     tasks: list[str] | None = field(default=None, metadata={"help": "only these tasks (overrides suite): the ones the gates read"})
     plain_tasks: list[str] = field(default_factory=list, metadata={

@@ -51,13 +51,13 @@ from soaes_bench import validate as vd
 from soaes_bench.config import from_dict, load_dataclass, suggest
 from soaes_bench.errors import UserError
 from soaes_bench.io import read_json, write_json
+from soaes_bench.phase_eval import EvalSpec
 from soaes_bench.records import gate as gate_record
 from soaes_bench.records import summary as summary_record
 from soaes_bench.records import timings as timings_record
 from soaes_bench.reporting.ablations import phase_reports
 from soaes_bench.reporting.gates import (NO_SAMPLES_REFERENCES, check_references, evaluate_gate, gate_markdown,
                                          load_run, locate_samples, refuse_vacuous, write_gate)
-from soaes_bench.phase_eval import EvalSpec
 from soaes_bench.results import PLAIN, PLAIN_DIR
 from soaes_bench.training.cpt import CPTConfig
 from soaes_bench.training.distill import HELDOUT_TASK, DistillConfig
