@@ -248,7 +248,7 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
     out = vd.output_dir(output or r.output or f"runs/{r.name}", "--output" if output else f"{recipe}: output:")
     preflight(r, str(recipe), only, lm_eval_metrics=evaluate_fn is None)
     evaluate_fn = evaluate_fn or phase_eval.default_evaluate
-    pending = []  # the SFT ablation, when it trains in its own process: collected at the end, stopped on an error
+    pending = []  # the SFT ablation in its own process: collected once it has finished, stopped on an error
     with lock.hold(out, "soaes-bench pipeline"):
         try:
             return _run_phases(r, recipe, out, phases, todo, only, resume, evaluate_fn, pending)
@@ -290,12 +290,16 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
         on_main(accelerator, lambda: _complete_ablation(r, out / "sft", info, evaluate_fn))
         note_time("sft", {**timings.get("sft", {}), "single_stage_s": round(time.perf_counter() - t0, 2)})
 
-    def done(code: int) -> int:
-        """Exit `code` after collecting the SFT ablation still training in its own process (distillation ran
-        meanwhile: the ablation feeds nothing downstream), with its evaluation and report."""
-        while pending:
-            ablation = pending.pop()
+    def collect(finished_only: bool) -> None:
+        """Collect the SFT ablation trained in its own process (join: this process gets its threads back), with its
+        evaluation and report: all of them, or only those that have finished (the others go on meanwhile)."""
+        for ablation in [a for a in pending if not finished_only or a.finished()]:
+            pending.remove(ablation)
             finish_ablation(ablation.join(), ablation.started)
+
+    def done(code: int) -> int:
+        """Exit `code` after collecting the SFT ablation (it feeds nothing downstream, so later phases ran meanwhile)."""
+        collect(finished_only=False)
         return code
 
     refs: dict[str, dict] = {}
@@ -361,9 +365,7 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
                 return done(EXIT_GATE_FAILED)
             continue
         refuse_vacuous_now(phase)
-        for ablation in [a for a in pending if a.finished()]:  # done already: collect it, this phase gets 2 threads
-            pending.remove(ablation)
-            finish_ablation(ablation.join(), ablation.started)
+        collect(finished_only=True)  # an ablation that is done is collected now, so this phase trains on all threads
         say(f"pipeline: phase {phase} from {current} ({accelerator.num_processes} process(es))")
         t0 = time.perf_counter()
         if phase == "cpt":

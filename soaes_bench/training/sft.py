@@ -133,9 +133,10 @@ class Ablation:
 
     Why: SFT's short batches scale badly across threads (on 2 cores: ~780 tokens/s in one process on 2 threads vs
     ~600 on 1 each, two at once), and the ablation feeds nothing downstream, so the pipeline goes on (gate,
-    distillation) while it finishes and collects it at the end (pipeline._run_phases). Measured on 2 cores, the whole
-    reference run took as long either way (32.6 vs 32.7 min: the work is the bound); it overlaps where cores are spare.
-    Used only when the recipe asks (`ablation_in_parallel`) and training runs in one process."""
+    distillation) while it finishes, and collects it when it has (pipeline._run_phases; this process keeps one torch
+    thread until then). On 2 cores with the ablation on the stages' token budget it finished before the stages (v5
+    reference run, docs/results/2026-12-reference-v5.md). Used only when the recipe asks (`ablation_in_parallel`) and
+    training runs in one process."""
 
     def __init__(self, cfg: SFTConfig, init_model, out: Path, tokenizer_dir, resume: bool):
         import multiprocessing
@@ -159,15 +160,16 @@ class Ablation:
 
     def join(self) -> dict:
         """Wait for the process; its summary (as _single_stage returns it), with the wall seconds since its start."""
-        import json
         import time
+
+        from soaes_bench.io import read_json
 
         self.proc.join()
         self.stop()
         if self.proc.exitcode != 0 or not self.result.is_file():
             raise UserError(f"sft: the single-stage ablation process failed (exit code {self.proc.exitcode}); its "
                             "error is printed above; rerun with --resume")
-        info = json.loads(self.result.read_text(encoding="utf-8"))
+        info = read_json(self.result)
         return {**info, "wall_s": round(time.perf_counter() - self.started, 2)}
 
     def stop(self):
