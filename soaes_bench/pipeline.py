@@ -286,16 +286,19 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
         if main:
             timings_record.write(out / timings_record.FILE_NAME, timings)
 
-    def finish_ablation(info: dict, t0: float) -> None:
+    def note_ablation(info: dict) -> None:  # the seconds the ablation trained, wherever it did
+        note_time("sft", {**timings.get("sft", {}), "single_stage_s": info["wall_s"]})
+
+    def finish_ablation(info: dict) -> None:
         on_main(accelerator, lambda: _complete_ablation(r, out / "sft", info, evaluate_fn))
-        note_time("sft", {**timings.get("sft", {}), "single_stage_s": round(time.perf_counter() - t0, 2)})
+        note_ablation(info)
 
     def collect(finished_only: bool) -> None:
         """Collect the SFT ablation trained in its own process (join: this process gets its threads back), with its
         evaluation and report: all of them, or only those that have finished (the others go on meanwhile)."""
         for ablation in [a for a in pending if not finished_only or a.finished()]:
             pending.remove(ablation)
-            finish_ablation(ablation.join(), ablation.started)
+            finish_ablation(ablation.join())
 
     def done(code: int) -> int:
         """Exit `code` after collecting the SFT ablation (it feeds nothing downstream, so later phases ran meanwhile)."""
@@ -347,7 +350,8 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
                 say("pipeline: sft's single-stage ablation did not finish before the run stopped; training it now")
                 t0 = time.perf_counter()
                 init = summary_record.read(pdir / summary_record.FILE_NAME)["init"]
-                finish_ablation(run_single_stage(cfg, init, pdir, r.tokenizer, resume=True), t0)
+                info = run_single_stage(cfg, init, pdir, r.tokenizer, resume=True)
+                finish_ablation({**info, "wall_s": round(time.perf_counter() - t0, 2)})
             if finished != settings:  # only the gates changed: judge the saved model and results again, no training
                 refuse_vacuous_now(phase)
                 say(f"pipeline: {phase} already trained; its gates changed, re-gating from saved results")
@@ -375,9 +379,12 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
             if ablation is not None:
                 pending.append(ablation)
             summary = run_sft(cfg, current, pdir, r.tokenizer, resume=True, ablation=ablation)
-            if ablation is not None and any(c.reference == "single_stage" for c in cfg.gates):
-                pending.remove(ablation)  # a gate reads the ablation: wait for it now
+            # a gate reads the ablation (wait for it now), or it has finished: either way it joins this phase's
+            # evaluation, which then runs on all threads (the v5 run evaluated SFT on one thread, its ablation done)
+            if ablation is not None and (ablation.finished() or any(c.reference == "single_stage" for c in cfg.gates)):
+                pending.remove(ablation)
                 summary["single_stage"] = ablation.join()
+                note_ablation(summary["single_stage"])
         else:
             summary = run_distill(cfg, current, pdir, r.tokenizer, resume=True)
         trained = round(time.perf_counter() - t0, 2)
@@ -387,7 +394,7 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
             return EXIT_TIME_CAP  # run_pipeline stops a pending ablation; --resume continues it from its checkpoint
         t1 = time.perf_counter()
         verdict = on_main(accelerator, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
-        note_time(phase, {"train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
+        note_time(phase, {**timings.get(phase, {}), "train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
         current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
         say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'}); "
             f"train {trained:.1f} s, eval+gate {timings[phase]['eval_gate_s']:.1f} s")

@@ -383,11 +383,14 @@ def test_ablation_in_its_own_process_is_collected_after_distillation_and_finishe
     assert [Path(c["model"]["name"]).parent.name for c in calls[3:]] == ["single_stage"]
 
 
-@pytest.mark.parametrize("done_before_distill", [True, False])
-def test_a_finished_ablation_is_collected_before_the_next_phase_which_gets_the_threads_back(
-        world, tmp_path, monkeypatch, done_before_distill):
-    """While the ablation's process runs, this process trains on one thread; once it has exited, the next phase
-    collects it first and trains on all threads (the v5 reference run distilled on one thread: 489 s vs 332 s)."""
+# the ablation's process has exited when SFT's training ends (check 1), only when distillation starts (check 2), or
+# not before the end of the run (never)
+@pytest.mark.parametrize("done_at", [1, 2, None])
+def test_a_finished_ablation_is_collected_at_the_next_check_and_the_threads_come_back(
+        world, tmp_path, monkeypatch, done_at):
+    """While the ablation's process runs, this process trains on one thread; once it has exited, it is collected
+    when SFT's training ends (and evaluated with the SFT model) or when the next phase starts, and what follows runs
+    on all threads (the v5 reference run distilled on one thread: 489 s vs 332 s)."""
     from soaes_bench.training import distill as distill_mod
     from soaes_bench.training.sft import Ablation
 
@@ -399,10 +402,21 @@ def test_a_finished_ablation_is_collected_before_the_next_phase_which_gets_the_t
         seen.append((torch.get_num_threads(), (tmp_path / "run" / "sft" / "single_stage" / "eval").is_dir()))
         return real_distill(cfg, *a, **k)
 
-    def finished(self):  # deterministic: the process has (or has not) exited when distillation starts
-        if done_before_distill:
+    evaluated = []
+    fake = _fake_evaluate(root, [])
+
+    def evaluate(model, tokenizer, **kw):
+        evaluated.append((Path(kw["model_info"]["name"]).parent.name, torch.get_num_threads()))
+        return fake(model, tokenizer, **kw)
+
+    checks = []
+
+    def finished(self):  # deterministic: done from the `done_at`-th check on
+        checks.append(1)
+        done = done_at is not None and len(checks) >= done_at
+        if done:
             self.proc.join()
-        return done_before_distill
+        return done
 
     monkeypatch.setattr(distill_mod, "run_distill", spy)
     monkeypatch.setattr(Ablation, "finished", finished)
@@ -412,9 +426,10 @@ def test_a_finished_ablation_is_collected_before_the_next_phase_which_gets_the_t
         rec = {"name": "par", "init": r["init"], "tokenizer": r["tokenizer"], "cpt": dict(r["cpt"], gates=[]),
                "sft": dict(r["sft"], gates=[], ablation_in_parallel=True), "distill": dict(r["distill"], gates=[]),
                "evaluation": {"tasks": ["soaes_domain_qa"], "ablation_tasks": ["soaes_domain_qa"], "limit": 2}}
-        assert run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run", evaluate_fn=_fake_evaluate(root, [])) == 0
+        assert run_pipeline(_write(tmp_path, "r.yaml", rec), tmp_path / "run", evaluate_fn=evaluate) == 0
         after = torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
-    assert seen == [(2, True)] if done_before_distill else seen == [(1, False)]
+    assert seen == ([(2, True)] if done_at else [(1, False)])  # threads and collected ablation at distillation
+    assert dict(evaluated)["sft"] == (2 if done_at == 1 else 1)  # threads of the SFT model's evaluation
     assert after == 2 and (tmp_path / "run" / "sft" / "single_stage" / "eval" / "results.json").is_file()

@@ -113,19 +113,23 @@ def _single_stage(cfg: SFTConfig, sets, init_model, out: Path, tok, resume: bool
 
 
 def _single_stage_process(cfg_dict: dict, init_model: str, out: str, tokenizer_dir, resume: bool, result: str):
-    """Entry point of the ablation's own process: one torch thread, result as JSON in `result`."""
+    """Entry point of the ablation's own process: one torch thread, result as JSON in `result`, with the seconds it
+    took (`wall_s`: the parent only sees when it collects the process, which may be much later)."""
+    import time
+
     import torch
 
     from soaes_bench.config import from_dict
     from soaes_bench.io import write_json
 
     torch.set_num_threads(1)
+    t0 = time.perf_counter()
     try:
         info = run_single_stage(from_dict(SFTConfig, cfg_dict, "sft"), init_model, out, tokenizer_dir, resume)
     except UserError as e:  # one line, as the CLI would print it; the parent says which process failed
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    write_json(result, info)
+    write_json(result, {**info, "wall_s": round(time.perf_counter() - t0, 2)})
 
 
 class Ablation:
@@ -140,14 +144,12 @@ class Ablation:
 
     def __init__(self, cfg: SFTConfig, init_model, out: Path, tokenizer_dir, resume: bool):
         import multiprocessing
-        import time
 
         import torch
 
         self.result = out / "single_stage" / "result.json"
         self.result.unlink(missing_ok=True)
         self.threads = torch.get_num_threads()
-        self.started = time.perf_counter()
         args = (asdict(cfg), str(init_model), str(out), tokenizer_dir and str(tokenizer_dir), resume, str(self.result))
         self.proc = multiprocessing.get_context("spawn").Process(target=_single_stage_process, args=args, daemon=True)
         self.result.parent.mkdir(parents=True, exist_ok=True)
@@ -159,9 +161,7 @@ class Ablation:
         return not self.proc.is_alive()
 
     def join(self) -> dict:
-        """Wait for the process; its summary (as _single_stage returns it), with the wall seconds since its start."""
-        import time
-
+        """Wait for the process; its summary (as _single_stage returns it), with the seconds it ran (`wall_s`)."""
         from soaes_bench.io import read_json
 
         self.proc.join()
@@ -169,8 +169,7 @@ class Ablation:
         if self.proc.exitcode != 0 or not self.result.is_file():
             raise UserError(f"sft: the single-stage ablation process failed (exit code {self.proc.exitcode}); its "
                             "error is printed above; rerun with --resume")
-        info = read_json(self.result)
-        return {**info, "wall_s": round(time.perf_counter() - self.started, 2)}
+        return read_json(self.result)
 
     def stop(self):
         """Terminate the process if it still runs (this run is failing), and give this process its threads back."""
