@@ -65,7 +65,7 @@ reports: install
 	$(BIN)/soaes-bench plot reports/base reports/reference/cpt/eval reports/baseline --kind phases --output reports/figures
 	$(BIN)/soaes-bench plot reports/profile_undistilled/profile.json reports/profile_steady/profile.json --kind distillation --output reports/figures
 
-# The reference pipeline (CPT -> progressive SFT -> distillation; 28.9 minutes on 2 idle cores for the v6 recipe,
+# The reference pipeline (CPT -> progressive SFT -> distillation; ~29 minutes on 2 idle cores for the v6 recipe,
 # whose models are the shipped ones: docs/results/2026-12-reference-v6.md) and its committed reports (gates,
 # forgetting, ablations, evaluations, figures). It removes two files made by hand after a run: sft/power_2pct.txt
 # (`soaes-bench power`, command in the v5 run log) and cpt/compare_base_plain.md (`soaes-bench compare` of the base's
