@@ -394,7 +394,8 @@ def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: l
             return EXIT_TIME_CAP  # run_pipeline stops a pending ablation; --resume continues it from its checkpoint
         t1 = time.perf_counter()
         verdict = on_main(accelerator, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
-        note_time(phase, {**timings.get(phase, {}), "train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
+        kept = {k: v for k, v in timings.get(phase, {}).items() if k == "single_stage_s"}  # not an earlier attempt's
+        note_time(phase, {**kept, "train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
         current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
         say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'}); "
             f"train {trained:.1f} s, eval+gate {timings[phase]['eval_gate_s']:.1f} s")
