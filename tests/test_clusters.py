@@ -1,4 +1,4 @@
-"""Clustered resampling, small-sample intervals, multiplicity and power (soaes_bench/stats.py), against scipy and
+"""Clustered resampling, small-sample intervals, multiplicity and power (soaes_bench/stats/), against scipy and
 hand-computed values, and by simulation: on clustered data with a known intra-cluster correlation the clustered
 95% interval covers the truth about 95% of the time while the item-level one under-covers, and a true difference
 of one MDE is found about 80% of the time.

@@ -10,7 +10,8 @@ from fixtures.reporting_runs import PAIRS, make_results
 
 from soaes_bench import cli, stats
 from soaes_bench.errors import UserError
-from soaes_bench.reporting.compare import compare, format_comparison
+from soaes_bench.reporting.compare import compare
+from soaes_bench.reporting.comparison_table import format_comparison
 
 RNG = np.random.default_rng(0)
 ACC = [float(x) for x in RNG.random(120) < 0.5]

@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from soaes_bench.data import build, corpus, evalsets, overlap, sft, sources, text
+from soaes_bench.data import build, corpus, evalsets, knowledge, overlap, sft, sources, text
 from soaes_bench.data import schemas as check_schemas
 from soaes_bench.data import tokenizer as tok
 from soaes_bench.errors import UserError
@@ -161,7 +161,7 @@ def _build_rows(src, seed, tmp_path, handwritten=None):
     out = {"general": [d.row() for d in corpus.general_docs(c, seed)],
            "domain": [d.row() for d in corpus.domain_docs(c, seed)],
            "sft1": sft.stage1(c, seed), "sft2": sft.stage2(c, seed, handwritten, log=lambda m: None)}
-    for suite in evalsets.build_all(c, seed, handwritten, out["sft1"] + out["sft2"]).values():
+    for suite in build.eval_sets(c, seed, handwritten, out["sft1"] + out["sft2"]).values():
         out.update(suite)
     return c, out
 
@@ -324,7 +324,7 @@ def test_knowledge_items_ask_about_eval_part_articles_only(fake):
     split = sft.knowledge_split(c, 7, tmp / "expert_handwritten.jsonl")
     arts = {corpus.article_key(a): a.text for law in _core(c) for a in law.articles}
     gen, mc = rows["domain_knowledge.jsonl"], rows["domain_knowledge_mc.jsonl"]
-    assert {r["kind"] for r in gen} == set(evalsets.KNOWLEDGE_KINDS)
+    assert {r["kind"] for r in gen} == set(knowledge.KNOWLEDGE_KINDS)
     sft_questions = {m["content"] for r in rows["sft1"] + rows["sft2"] for m in r["messages"] if m["role"] == "user"}
     units = lambda t: "\x01" + "\x01".join(overlap.units(t)) + "\x01"  # noqa: E731
     sft_texts = "\x00".join(units(m["content"]) for r in rows["sft1"] + rows["sft2"] for m in r["messages"])
@@ -345,7 +345,7 @@ def test_knowledge_items_ask_about_eval_part_articles_only(fake):
 def test_knowledge_mc_is_cloze_form_and_balanced(fake):
     tmp, _, c, rows = fake
     split = sft.knowledge_split(c, 7, tmp / "expert_handwritten.jsonl")
-    sets = evalsets.knowledge_sets(c, 7, split, rows["sft1"] + rows["sft2"], n_gen=20, n_cont=8, n_modal=4)
+    sets = knowledge.knowledge_sets(c, 7, split, rows["sft1"] + rows["sft2"], n_gen=20, n_cont=8, n_modal=4)
     mc = sets["domain_knowledge_mc.jsonl"]
     variants = {v: [r for r in mc if r["id"].startswith(f"kmc-{v}-")] for v in ("modal", "cont")}
     assert len(variants["modal"]) == 4 and len(variants["cont"]) >= 4
@@ -364,7 +364,7 @@ def test_knowledge_mc_is_cloze_form_and_balanced(fake):
 
 def test_knowledge_sets_do_not_reshuffle_the_other_eval_sets(fake):
     tmp, _, c, rows = fake
-    other = evalsets.build_all(c, 7)  # no hand-written items: another split, other knowledge items
+    other = build.eval_sets(c, 7)  # no hand-written items: another split, other knowledge items
     for suite in other.values():
         for name, rs in suite.items():
             if "knowledge" not in name:

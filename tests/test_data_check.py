@@ -370,7 +370,7 @@ def test_text_index_leak_rule_ignores_citations():
     idx = overlap.TextIndex([f"出自《{LAW}》第十条。原文是：公司应当依法经营。", f"出自《{LAW}》第十二条。",
                              "根据《公司法》，对董事有什么要求？", "董事应当遵守法律、行政法规和公司章程，对公司负有忠实义务。"])
     assert idx.leak("“公司的经营……”出自哪部法律的哪一条？", f"出自《{LAW}》第十一条。", f"出自《{LAW}》第十一条。") is None
-    assert idx.leak(f"根据《公司法》第一百八十条，对董事有什么要求？", "x", "x") is None  # not the SFT question
+    assert idx.leak("根据《公司法》第一百八十条，对董事有什么要求？", "x", "x") is None  # not the SFT question
     assert idx.leak("根据《公司法》，对董事有什么要求？", "x", "x")[0] == "question"
     sent = f"根据《{LAW}》第一百八十条，董事应当遵守法律、行政法规和公司章程，对公司负有忠实义务。"
     assert idx.leak("问？", sent, sent)[0] == "answer text"  # its content occurs in an SFT turn

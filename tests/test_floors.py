@@ -351,7 +351,8 @@ def test_results_md_shows_the_best_floor_beside_the_score():
 
 
 def test_compare_has_a_floor_column_from_results_json(tmp_path):
-    from soaes_bench.reporting.compare import compare, format_comparison
+    from soaes_bench.reporting.compare import compare
+    from soaes_bench.reporting.comparison_table import format_comparison
 
     a = make_results(tmp_path / "a", "base", {"soaes_general_mc": {"acc": [1.0, 0.0, 0.0, 1.0]}})
     b = make_results(tmp_path / "b", "cpt", {"soaes_general_mc": {"acc": [1.0, 1.0, 0.0, 1.0]}})

@@ -207,7 +207,8 @@ def _run(fixture_tasks, out_dir: Path, answers) -> dict:
 def test_lm_eval_round_trip_to_samples_compare_and_check(fixture_tasks, tmp_path):
     from soaes_bench import results
     from soaes_bench.reporting.check import check, format_check
-    from soaes_bench.reporting.compare import compare, format_comparison
+    from soaes_bench.reporting.compare import compare
+    from soaes_bench.reporting.comparison_table import format_comparison
 
     docs = _rows(FIXTURES / "soaes_domain" / "domain_qa.jsonl")
     loop = "行政法规的规定、" * 8

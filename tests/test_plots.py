@@ -12,7 +12,7 @@ from fixtures.reporting_runs import PAIRS, make_gate, make_profile, make_results
 
 from soaes_bench import cli, results
 from soaes_bench.io import read_json, write_json
-from soaes_bench.reporting import plots, style
+from soaes_bench.reporting import figure_data, plots, style
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,13 +51,13 @@ def _assert_table(path):
     assert rows and list(rows[0])[:8] == ["label", "task", "metric", "value", "lo", "hi", "n", "method"]
     for r in rows:
         v = float(r["value"])
-        a, b = plots.metric_bounds(r["metric"])
+        a, b = figure_data.metric_bounds(r["metric"])
         assert a <= v <= b, r
         if r["lo"] or r["hi"]:
             lo, hi = float(r["lo"]), float(r["hi"])
             assert lo <= v <= hi, r
             assert a <= lo and hi <= b, r
-            assert r["method"] != plots.METHODS["none"]
+            assert r["method"] != figure_data.METHODS["none"]
         else:
             assert "no interval" in r["method"], r
         assert "/" not in r["label"], r  # runs are named by model or phase, not by a path
@@ -94,11 +94,11 @@ def test_sft_ablation_orders_single_stage_first_and_has_ci(tmp_path):
         "rouge1": list(RNG.uniform(10, 30, 20)), "bleu4": [0] * 20}}, preds=[p[1] for p in PAIRS] * 4)
     single = make_results(tmp_path / "s", "sft-single-stage", {"soaes_domain_qa": {
         "rouge1": list(RNG.uniform(5, 25, 20)), "bleu4": [0] * 20}})
-    df = plots._with_labels(results.load([prog, single]))
+    df = figure_data.with_labels(results.load([prog, single]))
     bleu = df[(df.metric == "bleu4") & (df.label == "sft-single-stage")].iloc[0]
-    down, up = plots.interval(bleu)  # no stderr for corpus BLEU: bootstrap over bleu_pair
+    down, up = figure_data.interval(bleu)  # no stderr for corpus BLEU: bootstrap over bleu_pair
     assert down > 0 and up > 0
-    assert plots.value_interval(bleu).kind == "bleu"
+    assert figure_data.value_interval(bleu).kind == "bleu"
     _assert_figure(plots.plot_sft_ablation(results.load([prog, single]), tmp_path / "sft"), "sft")
 
 
@@ -135,7 +135,7 @@ def test_cli_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize("label,rank", [("base", 0), ("cpt-run", 1), ("sft_stage1", 2), ("sft", 8), ("xyz", None)])
 def test_phase_order(label, rank):
-    assert plots._phase_rank(label) == rank
+    assert figure_data.phase_rank(label) == rank
 
 
 def test_plain_text_results_fold_into_their_model_as_task_at_plain(tmp_path):
@@ -144,7 +144,7 @@ def test_plain_text_results_fold_into_their_model_as_task_at_plain(tmp_path):
     for phase, (chat, plain) in {"base": ([1, 0, 0, 0], [0, 0, 0, 1]), "cpt": ([1, 1, 0, 0], [1, 0, 1, 1])}.items():
         make_results(tmp_path / phase / "eval", phase, {"soaes_general_mc": {"acc": chat}})
         make_results(tmp_path / phase / "eval_plain", phase, {"soaes_general_mc": {"acc": plain}})
-    d = plots._with_labels(results.load([tmp_path]))
+    d = figure_data.with_labels(results.load([tmp_path]))
     ev = d[(d.kind == "eval") & (d.level == "task") & (d.metric == "acc")]
     assert ev.label.nunique() == 2
     assert len({(r.label, r.task) for r in ev.itertuples()}) == 4
@@ -180,7 +180,7 @@ def test_bits_per_byte_interval_is_the_corpus_ratios_and_brackets_it(tmp_path):
     row = results.load(run).query("metric == 'bits_per_byte'").iloc[0]
     ratio = (0.5 * 2000 * 10 + 6.0 * 20 * 10) / (2020 * 10)
     assert row.value == pytest.approx(ratio)  # 0.554, while the mean of documents is 3.25
-    lo, hi, n, method, _, kind = plots.value_interval(row)
+    lo, hi, n, method, _, kind = figure_data.value_interval(row)
     assert kind == "ratio" and n == 20 and "Σ bits / Σ bytes" in method
     assert lo <= row.value <= hi and hi < 3.25
 
@@ -191,11 +191,11 @@ def test_bounded_metrics_stay_inside_their_bounds_without_samples(tmp_path):
     run = make_results(tmp_path / "r", "base", {"soaes_general_gen": {"rouge1": vals}}, write_samples=False)
     row = results.load(run).query("metric == 'rouge1'").iloc[0]
     assert row.value - 1.96 * row.stderr < 0
-    lo, hi, _, _, _, kind = plots.value_interval(row)
+    lo, hi, _, _, _, kind = figure_data.value_interval(row)
     assert kind == "logit" and 0 < lo <= row.value <= hi < 100
     acc = make_results(tmp_path / "a", "base", {"soaes_general_mc": {"acc": [1.0] * 39 + [0.0]}}, write_samples=False)
     row = results.load(acc).query("metric == 'acc'").iloc[0]
-    lo, hi = plots.value_interval(row)[:2]
+    lo, hi = figure_data.value_interval(row)[:2]
     assert 0 < lo <= row.value <= hi < 1
 
 
@@ -264,7 +264,7 @@ def test_phases_draw_gaps_floors_and_say_n_and_method(tmp_path, monkeypatch):
 def test_labels_name_the_inputs(tmp_path, capsys):
     a = make_results(tmp_path / "a", "runs/ref/sft/single_stage/model", {"soaes_domain_qa": {"rouge1": [1.0, 2.0]}})
     b = make_results(tmp_path / "b", "runs/ref/sft/model", {"soaes_domain_qa": {"rouge1": [2.0, 3.0]}})
-    d = plots._with_labels(results.load([a, b]))
+    d = figure_data.with_labels(results.load([a, b]))
     assert set(d.label) == {"sft single-stage", "sft"}
     paths = plots.plot([a, b], "models", tmp_path / "f", labels="one-stage,two-stage")
     assert {r["label"] for r in _assert_table(paths[-1])} == {"one-stage", "two-stage"}
@@ -290,7 +290,7 @@ def test_clustered_samples_resample_documents_and_few_clusters_get_no_bar(tmp_pa
     few = make_results(tmp_path / "f", "sft", {"soaes_general_mc": {"acc": acc}})
     _with_clusters(few, "soaes_general_mc", lambda i: f"law-{i % 3}")
     items = make_results(tmp_path / "i", "cpt", {"soaes_general_mc": {"acc": acc}})
-    rows = {r.label: r for r in plots._measure(plots._with_labels(results.load([many, few, items]))).query(
+    rows = {r.label: r for r in figure_data.measure(figure_data.with_labels(results.load([many, few, items]))).query(
         "metric == 'acc' and level == 'task'").itertuples()}
     assert "20 source documents" in rows["base"].method
     assert rows["base"].lo <= rows["cpt"].lo and rows["base"].hi >= rows["cpt"].hi  # never narrower than items

@@ -82,7 +82,7 @@ def test_clear_difference_excludes_zero_and_noise_does_not():
 def test_seed_makes_it_reproducible_and_chunking_does_not_change_draws(monkeypatch):
     a, b = np.arange(30.0), np.arange(30.0)[::-1].copy()
     one = stats.paired_bootstrap(a, b, resamples=200, seed=5)
-    monkeypatch.setattr(stats, "_CHUNK", 70)  # force many small chunks of resamples
+    monkeypatch.setattr(stats.bootstrap, "_CHUNK", 70)  # force many small chunks of resamples
     assert stats.paired_bootstrap(a, b, resamples=200, seed=5) == one
     assert stats.paired_bootstrap(a, b, resamples=200, seed=6) != one
 

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from soaes_bench.io import read_jsonl
 from soaes_bench.models import load_tokenizer, new_model, save_model

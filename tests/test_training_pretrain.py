@@ -4,8 +4,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from soaes_bench.cli import main
 from soaes_bench.config import load_dataclass
 from soaes_bench.training.pretrain import BaseRecipe, train_base

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from soaes_bench import paths
-from soaes_bench.data import corpus, evalsets, sft, sources, tokenizer
+from soaes_bench.data import corpus, evalsets, knowledge, sft, sources, tokenizer
 from soaes_bench.defaults import SEED
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, read_json, read_jsonl, sha256_file, write_json, write_jsonl
@@ -80,6 +80,21 @@ def _rel(p: Path) -> str:
     return p.resolve().relative_to(paths.REPO_ROOT).as_posix()
 
 
+def eval_sets(c: corpus.Corpus, seed: int, handwritten=None, sft_rows: list[dict] | None = None
+              ) -> dict[str, dict[str, list[dict]]]:
+    """suite -> file name -> rows. `handwritten` (expert_handwritten.jsonl) fixes the core split
+    (sft.knowledge_split); `sft_rows` are the built SFT sets (made here when not given)."""
+    split = sft.knowledge_split(c, seed, handwritten)
+    if sft_rows is None:
+        sft_rows = sft.stage1(c, seed) + sft.stage2(c, seed, handwritten, log=lambda m: None, split=split)
+    return {
+        "soaes_general": {"zh_text.jsonl": evalsets.zh_text(c, seed), "en_text.jsonl": evalsets.en_text(c, seed),
+                          "general_mc.jsonl": evalsets.general_mc(c, seed),
+                          "general_gen.jsonl": evalsets.general_gen(c, seed)},
+        "soaes_domain": {**evalsets.domain_sets(c, seed), **knowledge.knowledge_sets(c, seed, split, sft_rows)},
+    }
+
+
 def build(seed: int = SEED, cache: Path | None = None, with_tokenizer: bool = True, log=print) -> dict:
     """Build everything; returns the manifest dict (also written to manifest_path())."""
     if not (paths.REPO_ROOT / "tasks").is_dir() or not paths.training_dir().is_dir():
@@ -116,7 +131,7 @@ def build(seed: int = SEED, cache: Path | None = None, with_tokenizer: bool = Tr
         log(f"wrote {_rel(paths.TOKENIZER_DIR)}/ (vocab {tokenizer.VOCAB_SIZE})")
 
     sft_rows = training["sft_stage1.jsonl"] + training["sft_stage2.jsonl"]
-    for suite, rows_by_file in evalsets.build_all(c, seed, handwritten, sft_rows).items():
+    for suite, rows_by_file in eval_sets(c, seed, handwritten, sft_rows).items():
         for name, rows in rows_by_file.items():
             p = paths.REPO_ROOT / "tasks" / suite / "data" / name
             written.append(write_jsonl(p, rows))

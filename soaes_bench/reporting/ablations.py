@@ -13,7 +13,7 @@ distillation; these reports put numbers with paired uncertainty on each claim, f
     sft/ablation.json, .md       sft/single_stage/eval vs sft/eval: ROUGE-1/2/L, BLEU-4, diff, ratio, paired 95% CI
     distill/ablation.json, .md   distill/summary.json: undistilled (baseline) vs distilled draft held-out metrics
 
-The statistics are those of `soaes-bench compare` (reporting/compare.py, soaes_bench/stats.py), not reimplemented.
+The statistics are those of `soaes-bench compare` (reporting/compare.py, soaes_bench/stats/), not reimplemented.
 The JSON files hold {"rows": [flat objects]} so `soaes-bench report` renders them as tables (report.py picks up
 ablation*.json).
 """
@@ -28,7 +28,8 @@ from soaes_bench.defaults import BOOTSTRAP_SEED, RESAMPLES
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, iter_jsonl, read_json
 from soaes_bench.paths import tasks_dir
-from soaes_bench.reporting.compare import check_comparable, paired_stats, render
+from soaes_bench.reporting.compare import check_comparable, paired_stats
+from soaes_bench.reporting.tables import render
 from soaes_bench.reporting.gates import metric_value
 from soaes_bench.results import PLAIN, PLAIN_DIR
 from soaes_bench.training.distill import HELDOUT_TASK

@@ -55,8 +55,8 @@ from soaes_bench.defaults import BATCH_SIZE, GEN_BATCH_SIZE, SEED
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text
 from soaes_bench.reporting.check import Policy, load_policy
-from soaes_bench.reporting.compare import render
-from soaes_bench.reporting.plots import metric_bounds
+from soaes_bench.reporting.tables import render
+from soaes_bench.reporting.figure_data import metric_bounds
 from soaes_bench.records.provenance import cpu_name, weights_sha256
 
 K = 3.0  # tolerance = K x observed spread (module docstring says why 3)

@@ -43,7 +43,9 @@ import pandas as pd
 from soaes_bench import records, results, stats
 from soaes_bench.config import from_dict, load_dataclass, non_negative, positive
 from soaes_bench.errors import UserError
-from soaes_bench.reporting.compare import POWER, compare, eval_results, metric_items, render, resampling_notes
+from soaes_bench.reporting.compare import POWER, compare, eval_results, metric_items
+from soaes_bench.reporting.comparison_table import resampling_notes
+from soaes_bench.reporting.tables import render
 
 # results.json vs the value recomputed from its samples: the same numbers summed in another order differ by
 # ~1e-15 relative; an edited or truncated samples file moves a mean by 1/n (n <= a few thousand items)

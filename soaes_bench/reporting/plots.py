@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import math
 import textwrap
-from pathlib import Path, PurePath
-from typing import NamedTuple
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from soaes_bench import results, stats
-from soaes_bench.defaults import BOOTSTRAP_SEED, CONFIDENCE
 from soaes_bench.errors import UserError
-from soaes_bench.io import atomic_write_text, read_json
+from soaes_bench.io import read_json
 from soaes_bench.reporting import style
-from soaes_bench.reporting.compare import _labels, cluster_keys, metric_items
+from soaes_bench.reporting.figure_data import (METHODS, TABLE_COLUMNS, figure_table, measure, phase_rank,
+                                               with_labels, write_table)
 
 KINDS = ("auto", "phases", "sft-ablation", "distillation", "profile", "models")
 METRIC_ORDER = ["acc", "acc_norm", "cloze_acc", "circular_acc", "bits_per_byte", "rouge1", "rouge2", "rougeL", "bleu4"]
@@ -53,146 +52,15 @@ GEN_METRICS = ["rouge1", "rouge2", "rougeL", "bleu4"]
 # about the answers' form, not their content (health metrics: tables show them)
 SKIP = {"acc_norm", "cloze_acc_norm", "rotation_acc", "byte_perplexity", "word_perplexity", "rouge2", "rougeL",
         "distinct", "looping", "length_ratio"}
-PHASES = ["base", "cpt", "sft_stage1", "stage1", "sft1", "sft_stage2", "stage2", "sft2", "sft", "progressive",
-          "final", "distill"]
 NAMES = {"acc": "accuracy", "cloze_acc": "cloze accuracy", "circular_acc": "circular accuracy",
          "bits_per_byte": "bits per byte ↓", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
          "bleu4": "BLEU-4", "alpha": "acceptance rate α"}
 FAMILIES = [("accuracy", {"acc", "acc_norm", "exact_match", "cloze_acc", "circular_acc"}),
             ("bits per byte ↓", {"bits_per_byte"}), ("ROUGE / BLEU (0-100)", set(GEN_METRICS))]
-RESAMPLES = 1000  # error bars are for reading, not for decisions: half of compare's 2000 draws; seed BOOTSTRAP_SEED
-
-# The range each metric's values live in. A figure's interval must stay inside it (tests/test_plots.py checks every
-# drawn row): accuracies and shares in [0, 1], ROUGE and BLEU in [0, 100], bits per byte, perplexities and speeds >= 0.
-UNIT = {"acc", "acc_norm", "exact_match", "cloze_acc", "cloze_acc_norm", "circular_acc", "rotation_acc", "distinct",
-        "looping", "alpha", "alpha_token", "acceptance", "conditional_acceptance"}
-PERCENT = {"rouge1", "rouge2", "rougeL", "bleu4", "bleu"}
-NON_NEGATIVE = {"bits_per_byte", "byte_perplexity", "word_perplexity", "length_ratio", "speedup", "predicted_speedup",
-                "tau", "expected_tau"}
-
-TABLE_COLUMNS = ["label", "task", "metric", "value", "lo", "hi", "n", "method", "floor", "floor_name"]
-_LEVEL = f"{CONFIDENCE:.0%}"
-WHAT = {"mean": "the mean", "ratio": "the corpus ratio Σ bits / Σ bytes", "bleu": "corpus BLEU"}  # what each
-# compare.metric_items kind recomputes on every resample
-METHODS = {  # intervals without samples (value_interval) -> the words in the table and the caption
-    "gate": f"the gate's {_LEVEL} CI",
-    "stderr": f"{_LEVEL} normal interval, value ± z·stderr",
-    "logit": f"{_LEVEL} normal interval on the logit scale (bounded metric), from the stderr",
-    "none": "no interval",
-}
 FLOOR_LINE = (0, (4, 2))  # dashes of the floor lines, thinner than any series' line
 
 
-def metric_bounds(metric: str) -> tuple[float, float]:
-    """(low, high) of the values `metric` can take; (-inf, inf) when unknown."""
-    if metric in UNIT:
-        return 0.0, 1.0
-    if metric in PERCENT:
-        return 0.0, 100.0
-    if metric in NON_NEGATIVE:
-        return 0.0, math.inf
-    return -math.inf, math.inf
-
-
 # helpers ----------------------------------------------------------------------------------------------------------
-def _phase_rank(label: str) -> int | None:
-    low = label.lower()
-    for name in sorted(PHASES, key=len, reverse=True):  # longest first: "sft_stage1" before "sft"
-        if name in low:
-            return PHASES.index(name)
-    return None
-
-
-def _display_name(model, source) -> str:
-    """What a figure calls a run: its model name when that is a name ("base", "target"); a model stored as a path
-    (runs/reference/cpt/model) by the folder that names it (cpt; sft/single_stage -> "sft single-stage"); without a
-    model name, the run's folder (<phase>/eval/results.json -> <phase>)."""
-    m = model if isinstance(model, str) else ""
-    if m and "/" not in m and "\\" not in m:
-        return m
-    parts = list(PurePath(m).parts) if m else []
-    if parts and parts[-1] == "model":
-        parts = parts[:-1]
-    if not parts:
-        folder = Path(str(source)).parent
-        if folder.name in ("eval", results.PLAIN_DIR):
-            folder = folder.parent
-        parts = list(folder.parts)
-    if not parts:
-        return m or str(source)
-    last = parts[-1]
-    if len(parts) > 1 and _phase_rank(last) is None and _phase_rank(parts[-2]) is not None:
-        return f"{parts[-2]} {last.replace('_', '-')}"
-    return last
-
-
-def _add_floors(df: pd.DataFrame) -> pd.DataFrame:
-    """`floor`, `floor_name` of eval task rows: the task's best content-free floor from its results.json `floors`
-    block (evaluation/task_floors.py), NaN where there is none."""
-    blocks: dict[str, dict] = {}
-    floor, name = [], []
-    for r in df.itertuples():
-        f = None
-        if r.kind == "eval" and r.level == "task":
-            if r.source not in blocks:
-                try:
-                    tasks = read_json(r.source).get("tasks") or {}
-                except (OSError, ValueError, AttributeError, UserError):
-                    tasks = {}
-                blocks[r.source] = {t: v.get("floors") or {} for t, v in tasks.items() if isinstance(v, dict)}
-            f = (blocks[r.source].get(r.task) or {}).get(r.metric)
-        ok = isinstance(f, dict) and results.is_number(f.get("value"))
-        floor.append(float(f["value"]) if ok else math.nan)
-        name.append(str(f.get("name")) if ok and f.get("name") is not None else None)
-    return df.assign(floor=floor, floor_name=name)
-
-
-def _fold_plain(df: pd.DataFrame) -> pd.DataFrame:
-    """A pipeline's <phase>/eval_plain/ scores the same model as <phase>/eval/ without the chat template: draw them
-    as that model's `<task>@plain` (the name its gates use), not as another model. `origin` and `origin_task` keep
-    the file and task the row came from (its samples)."""
-    src = df.source.astype(str)
-    plain = src.str.contains(f"/{results.PLAIN_DIR}/", regex=False)
-    if plain.any():
-        df.loc[plain, "task"] = df.loc[plain, "task"] + results.PLAIN
-        df.loc[plain, "source"] = src[plain].str.replace(f"/{results.PLAIN_DIR}/", "/eval/", regex=False)
-    return df
-
-
-def _with_labels(df: pd.DataFrame, names: dict[str, str] | None = None) -> pd.DataFrame:
-    """Add `label` (one per source file: model or phase name, phase for gates, draft for profiles; `names` maps
-    source files to labels given by the user), `order`, the rows' origin and their floors."""
-    df = df.copy()
-    df["origin"], df["origin_task"] = df.source, df.task
-    df = _fold_plain(_add_floors(df))
-    sources = list(dict.fromkeys(df.source))
-    frames = [df[df.source == s] for s in sources]
-    shown = [f.assign(model=_display_name(f.model.dropna().iloc[0] if f.model.notna().any() else None, s))
-             for f, s in zip(frames, sources)]
-    # made unique among the files that keep them (a gate is named by its phase below, so "cpt" of cpt/eval and
-    # of cpt/gate.json are no clash)
-    own = [i for i, f in enumerate(frames) if not (f.kind == "gate").all()]
-    labels = {s: str(f.model.iloc[0]) for s, f in zip(sources, shown)}
-    labels.update(zip([sources[i] for i in own], _labels([shown[i] for i in own], [Path(sources[i]) for i in own])))
-    for s, f in zip(sources, frames):
-        given = [names[o] for o in dict.fromkeys(f.origin) if names and o in names]
-        if given:
-            labels[s] = given[0]
-    df["label"] = [labels[s] for s in df.source]
-    gate = df.kind == "gate"
-    df.loc[gate, "label"] = df.loc[gate, "phase"]
-    prof = (df.kind == "profile") & df.draft.notna()
-    drafts = df[prof].drop_duplicates("source")
-    if drafts.draft.is_unique and not names:  # otherwise keep the per-file labels
-        df.loc[prof, "label"] = df.loc[prof, "draft"]
-    order = list(dict.fromkeys(df.label))
-    ranks = {lab: _phase_rank(lab) for lab in order}
-    if len(order) > 1 and all(r is not None for r in ranks.values()):
-        order = sorted(order, key=lambda lab: (ranks[lab], order.index(lab)))
-    df["order"] = [order.index(lab) for lab in df.label]
-    return df
-
-
 def _metrics(df: pd.DataFrame) -> list[str]:
     present = list(dict.fromkeys(df.metric))
     keep = [m for m in present if m not in SKIP] or present
@@ -214,121 +82,6 @@ def _light(color: str, f: float = 0.55) -> tuple:
     return tuple(c + (1 - c) * f for c in to_rgb(color))
 
 
-# intervals -------------------------------------------------------------------------------------------------------
-def _snap(value: float, lo: float, hi: float) -> tuple[float, float]:
-    """A bootstrap of identical items sums them in another order than the point estimate: its percentiles can miss
-    the value by a rounding error (1e-16). Only that is put back on the value; a real miss stays visible."""
-    eps = 1e-9 * max(1.0, abs(value))
-    if value < lo <= value + eps:
-        lo = value
-    if value - eps <= hi < value:
-        hi = value
-    return lo, hi
-
-
-class Bar(NamedTuple):
-    """The interval drawn for one value: `method` in words with its counts (the table), `caption` without them (the
-    figure's caption lists each kind once), `kind` the compare.metric_items kind or a METHODS key."""
-
-    lo: float
-    hi: float
-    n: int | None
-    method: str
-    caption: str
-    kind: str
-
-
-def _bootstrap_words(kind: str, iv) -> tuple[str, str]:
-    """(method with counts, method for the caption) of a stats.Interval of a metric_items `kind`."""
-    clustered = iv.n_clusters is not None and iv.n_clusters < iv.n
-    units = iv.n_clusters if clustered else iv.n
-    unit = "source documents (clusters of items)" if clustered else "documents" if kind == "ratio" else "items"
-    if iv.method == "none":
-        return stats.describe_method("none", units, clustered), "no interval where there are too few clusters"
-    if iv.method == "clopper-pearson":
-        text = f"{_LEVEL} Clopper-Pearson exact interval of the proportion"
-        return f"{text} ({iv.n} items)", text
-    what = f"{_LEVEL} {stats.describe_method(iv.method)}, of {WHAT[kind]}"
-    return f"{what} ({RESAMPLES} resamples of {units} {unit})", f"{what} ({RESAMPLES} resamples of {unit})"
-
-
-def value_interval(row, samples: pd.DataFrame | None = None) -> Bar:
-    """The 95% interval of one tidy row's value, never clipped; n is the number of items it rests on.
-
-    With per-item samples (eval task rows; `samples` or read from the row's file): the bootstrap of the metric's own
-    statistic (`compare.metric_items`: a mean of items, the corpus ratio of documents for bits per byte, corpus BLEU
-    for BLEU-4) by `stats.statistic_ci`, which resamples the items' source documents when the samples carry cluster
-    keys and picks the interval (percentile, BCa, Clopper-Pearson for few 0/1 items, none for too few clusters).
-    Every one reads quantiles of the statistic's own draws (or beta quantiles), so a bounded statistic keeps its
-    bounds. Else a gate's CI (ci_lo, ci_hi), else the stderr: value ± z·se, on the logit scale for a metric bounded
-    on both sides (the delta method: se / (p(1 - p)) there), so it stays inside the bounds.
-    """
-    value = row.get("value")
-    n = int(row["n"]) if results.is_number(row.get("n")) else None
-    if not results.is_number(value):
-        return Bar(math.nan, math.nan, n, METHODS["none"], METHODS["none"], "none")
-    if samples is None and row.get("kind") == "eval" and row.get("level") == "task" \
-            and isinstance(row.get("samples"), str):
-        samples = results.load_samples(row.get("origin", row["source"]), row.get("origin_task", row["task"]))
-    found = metric_items(samples, row["metric"]) if samples is not None and len(samples) else None
-    if found is not None:
-        x, statistic, kind = found
-        proportion = kind == "mean" and bool(np.all((x == 0) | (x == 1)))
-        try:
-            iv = stats.statistic_ci(x, statistic, cluster_keys(samples), CONFIDENCE, RESAMPLES, BOOTSTRAP_SEED,
-                                    proportion=proportion)
-        except ValueError:
-            iv = None
-        if iv is not None:
-            lo, hi = _snap(value, iv.lo, iv.hi) if math.isfinite(iv.lo) and math.isfinite(iv.hi) else (iv.lo, iv.hi)
-            return Bar(lo, hi, iv.n, *_bootstrap_words(kind, iv), kind)
-    if results.is_number(row.get("ci_lo")) and results.is_number(row.get("ci_hi")):
-        return Bar(float(row["ci_lo"]), float(row["ci_hi"]), n, METHODS["gate"], METHODS["gate"], "gate")
-    se = row.get("stderr")
-    if results.is_number(se) and se >= 0:
-        z = stats.normal_z(CONFIDENCE)
-        a, b = metric_bounds(row["metric"])
-        if not (math.isfinite(a) and math.isfinite(b)):
-            return Bar(value - z * se, value + z * se, n, METHODS["stderr"], METHODS["stderr"], "stderr")
-        if se == 0:
-            return Bar(value, value, n, METHODS["stderr"], METHODS["stderr"], "stderr")
-        if a < value < b:  # at a bound with a spread, no normal interval respects the bound: none is drawn
-            p = (value - a) / (b - a)
-            centre, half = math.log(p / (1 - p)), z * se / (b - a) / (p * (1 - p))
-            lo, hi = (a + (b - a) / (1 + math.exp(-(centre + s * half))) for s in (-1, 1))
-            return Bar(lo, hi, n, METHODS["logit"], METHODS["logit"], "logit")
-    return Bar(math.nan, math.nan, n, METHODS["none"], METHODS["none"], "none")
-
-
-def interval(row) -> tuple[float, float]:
-    """(down, up) distances from the value to the ends of its interval (value_interval); (0, 0) when none."""
-    bar = value_interval(row)
-    if not (math.isfinite(bar.lo) and math.isfinite(bar.hi)):
-        return 0.0, 0.0
-    return row["value"] - bar.lo, bar.hi - row["value"]
-
-
-def _measure(rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` with lo, hi, n, method and caption: every interval a figure draws, each samples file read once."""
-    cache: dict = {}
-    out = []
-    for _, r in rows.iterrows():
-        s = None
-        if r.get("kind") == "eval" and r.get("level") == "task" and isinstance(r.get("samples"), str):
-            key = (r["origin"], r["origin_task"])
-            if key not in cache:
-                cache[key] = results.load_samples(*key)
-            s = cache[key]
-        out.append(value_interval(r, s))
-    rows = rows.copy()
-    rows["lo"] = [o.lo for o in out]
-    rows["hi"] = [o.hi for o in out]
-    rows["n"] = pd.array([o.n for o in out], dtype="Int64")
-    rows["method"] = [o.method for o in out]
-    rows["caption"] = [o.caption for o in out]
-    return rows
-
-
 def _n_text(ns) -> str:
     vals = sorted({int(v) for v in ns if pd.notna(v)})
     if not vals:
@@ -343,20 +96,6 @@ def _err(rows: pd.DataFrame) -> np.ndarray:
 
 
 # tables and captions -----------------------------------------------------------------------------------------------
-def figure_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows a figure draws as its table (TABLE_COLUMNS, method in words), in drawing order."""
-    t = rows[rows.value.notna()].copy()
-    for col in TABLE_COLUMNS:
-        if col not in t:
-            t[col] = None
-    extra = [c for c in ("x",) if c in rows]
-    return t[TABLE_COLUMNS + extra].reset_index(drop=True)
-
-
-def write_table(table: pd.DataFrame, stem: str | Path) -> Path:
-    """`<stem>.csv`, atomically; floats with 10 significant digits so the file does not churn."""
-    text = table.to_csv(index=False, float_format="%.10g", lineterminator="\n")
-    return atomic_write_text(Path(stem).with_suffix(".csv"), text)
 
 
 def _caption(fig, rows: pd.DataFrame, width: float, floors: bool, extra: str = "") -> None:
@@ -436,7 +175,7 @@ def _xticks(ax, labels: list[str]) -> None:
 def plot_phases(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
     """Scores per phase: a row of panels per suite (general, domain), a column per metric family (accuracy,
     bits per byte, ROUGE/BLEU), a line per task and metric with its floor dashed; a phase without the task is a gap."""
-    d = _with_labels(df, names)
+    d = with_labels(df, names)
     ev = d[(d.kind == "eval") & (d.level == "task")]
     if ev.empty:  # gate reports only: the values the gates measured
         ev = d[d.kind == "gate"].copy()
@@ -444,7 +183,7 @@ def plot_phases(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None 
     ev = ev[ev.metric.isin(_metrics(ev))].assign(family=lambda t: [_family(m) for m in t.metric])
     if ev.empty:
         raise UserError("plot phases: no results or gate rows in the inputs")
-    ev = _measure(ev)
+    ev = measure(ev)
     phases = list(ev.sort_values("order").label.drop_duplicates())
     groups = _groups(ev)
     families = sorted(dict.fromkeys(ev.family), key=lambda f: [n for n, _ in FAMILIES].index(f)
@@ -500,11 +239,11 @@ def plot_phases(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None 
 
 def plot_sft_ablation(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
     """Single-stage vs progressive SFT: ROUGE-1/2/L and BLEU-4 bars with 95% CIs, one panel per generation task."""
-    d = _with_labels(df, names)
+    d = with_labels(df, names)
     ev = d[(d.kind == "eval") & (d.level == "task") & d.metric.isin(GEN_METRICS)]
     if ev.empty:
         raise UserError("plot sft-ablation: no ROUGE/BLEU rows in the inputs (need generation tasks)")
-    ev = _measure(ev)
+    ev = measure(ev)
     runs = list(ev.sort_values("order").label.drop_duplicates())
     runs.sort(key=lambda lab: 0 if "single" in lab.lower() else 1 if "progress" in lab.lower() else 0.5)
     if not names and len(runs) == 2 and "single" in runs[0].lower() and "progress" not in runs[1].lower():
@@ -526,13 +265,13 @@ def plot_sft_ablation(df: pd.DataFrame, out: str | Path, names: dict[str, str] |
 
 def plot_models(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
     """Grouped bars comparing models per task, one panel per metric, each task's floor dashed over its group."""
-    d = _with_labels(df, names)
+    d = with_labels(df, names)
     ev = d[(d.kind == "eval") & (d.level == "task")]
     if ev.empty:
         raise UserError("plot models: no results rows in the inputs")
     models = list(ev.sort_values("order").label.drop_duplicates())
     metrics = _metrics(ev)
-    ev = _measure(ev[ev.metric.isin(metrics)])
+    ev = measure(ev[ev.metric.isin(metrics)])
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
     floor, drawn = False, []
@@ -607,7 +346,7 @@ def plot_profile(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None
         return _save(fig, out, _profile_table(report, source))
 
 
-def _pooled(pr: pd.DataFrame) -> pd.DataFrame:
+def short_settings(pr: pd.DataFrame) -> pd.DataFrame:
     """Short-prompt settings of each profile: the pooled category "all" where present, else every short category."""
     pr = pr[(pr.level == "profile") & (pr.category != "long") & pr.gamma.notna()]
     parts = []
@@ -619,12 +358,12 @@ def _pooled(pr: pd.DataFrame) -> pd.DataFrame:
 def plot_distillation(df: pd.DataFrame, out: str | Path, names: dict[str, str] | None = None) -> list[Path]:
     """Acceptance of each draft (undistilled vs distilled): alpha per gamma, and by position at the largest gamma.
     The profiles store no interval of α, so no bars (the caption says so)."""
-    d = _with_labels(df[df.kind == "profile"], names)
+    d = with_labels(df[df.kind == "profile"], names)
     if d.empty:
         raise UserError("plot distillation: no profile rows in the inputs")
     drafts = sorted(dict.fromkeys(d.sort_values("order").label), key=lambda s: 1 if "distil" in s.lower() and
                     "undistil" not in s.lower() and "no" not in s.lower().split("-") else 0)
-    pooled = _pooled(d)
+    pooled = short_settings(d)
     by_gamma = pooled[(pooled.metric == "alpha")].groupby(["label", "gamma"], as_index=False).value.mean()
     pos = pooled[(pooled.metric == "acceptance") & pooled.position.notna()]
     pos = pos[pos.gamma == pos.groupby("label").gamma.transform("max")]
@@ -670,11 +409,11 @@ def auto_kinds(df: pd.DataFrame) -> list[str]:
     kinds = []
     ev = df[(df.kind == "eval") & (df.level == "task")]
     if len(ev):
-        labels = list(_with_labels(ev).drop_duplicates("source").label)
+        labels = list(with_labels(ev).drop_duplicates("source").label)
         low = " ".join(labels).lower()
         if len(labels) >= 2 and "single" in low and "progress" in low:
             kinds.append("sft-ablation")
-        elif len(labels) >= 2 and all(_phase_rank(lab) is not None for lab in labels):
+        elif len(labels) >= 2 and all(phase_rank(lab) is not None for lab in labels):
             kinds.append("phases")
         else:
             kinds.append("models")

@@ -26,7 +26,8 @@ import pandas as pd
 
 from soaes_bench import results, stats
 from soaes_bench.errors import UserError
-from soaes_bench.reporting.compare import cluster_keys, eval_results, metric_items, render
+from soaes_bench.reporting.compare import cluster_keys, eval_results, metric_items
+from soaes_bench.reporting.tables import render
 
 COLUMNS = ["task", "metric", "basis", "n", "n_clusters", "sd", "icc", "deff", "mde", "effect", "power", "alpha",
            "items_needed", "clusters_needed", "note"]

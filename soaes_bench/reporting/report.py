@@ -18,8 +18,8 @@ import pandas as pd
 from soaes_bench import records, results, stats
 from soaes_bench.errors import UserError
 from soaes_bench.io import atomic_write_text, read_json
-from soaes_bench.reporting import plots
-from soaes_bench.reporting.compare import render
+from soaes_bench.reporting import figure_data, plots
+from soaes_bench.reporting.tables import render
 
 
 def _f(x, d: int | None = None) -> str:
@@ -34,7 +34,7 @@ def _rel(path, base: Path) -> str:
 
 
 def results_section(df: pd.DataFrame, base: Path) -> list[str]:
-    ev = plots._with_labels(df[df.kind == "eval"])
+    ev = figure_data.with_labels(df[df.kind == "eval"])
     ev = ev[ev.level == "task"]
     if ev.empty:
         return []
@@ -133,7 +133,7 @@ def profile_section(df: pd.DataFrame, base: Path) -> list[str]:
         summary = sub[sub.level == "summary"].drop_duplicates("metric").set_index("metric").value
         if len(summary):
             out.append(", ".join(f"{k} {_f(v)}" for k, v in summary.items()) + "\n")
-        sweep = plots._pooled(sub)
+        sweep = plots.short_settings(sub)
         if len(sweep):
             table = sweep.pivot_table(index="gamma", columns="metric", values="value", aggfunc="mean")
             cols = [c for c in ("alpha", "tau", "speedup", "predicted_speedup") if c in table]
