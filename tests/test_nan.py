@@ -16,14 +16,40 @@ def _quiet(monkeypatch):
     quiet_progress(monkeypatch)
 
 
-@pytest.mark.parametrize("lr", [1e30, 1e4])  # 1e30: the loss turns NaN; 1e4: the loss stays finite, the gradient not
-def test_train_base_divergence_exits_1_and_saves_no_model(lr, tmp_path, capsys):
+def _train_base_diverging(tmp_path, capsys, lr: float) -> str:
     r = base_recipe(output=str(tmp_path / "model"), work_dir=str(tmp_path / "work"))
     r["train"]["lr"] = lr
     code = run_cli(capsys, ["train", "base", "--recipe", write_yaml(tmp_path / "r.yaml", r)])
-    assert_one_error(capsys, code, 1, "training diverged at step 2", "no model saved", "no checkpoint was written")
+    line = assert_one_error(capsys, code, 1, "training diverged at step 2", "no model saved",
+                            "no checkpoint was written")
     assert not (tmp_path / "model").exists()
     assert not (tmp_path / "work" / "checkpoint").exists() and not (tmp_path / "work" / "summary.json").exists()
+    return line
+
+
+def test_train_base_nan_loss_exits_1_and_saves_no_model(tmp_path, capsys):
+    assert "loss nan" in _train_base_diverging(tmp_path, capsys, 1e30)  # weights of 1e30 after one step
+
+
+def test_train_base_infinite_gradient_with_a_finite_loss_exits_1(tmp_path, capsys, monkeypatch):
+    """The gradient-norm branch, made deterministic: at step 2 one gradient entry is set to inf before the norm is
+    taken (an lr that overflows only the gradient does so on some CPUs and not on others: 1e4 did on an AMD EPYC,
+    not on an Intel Xeon)."""
+    import torch
+
+    real, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def clip(params, max_norm, *args, **kwargs):
+        params = list(params)
+        calls.append(max_norm)
+        if len(calls) == 2:
+            next(p for p in params if p.grad is not None).grad.view(-1)[0] = float("inf")
+        return real(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    line = _train_base_diverging(tmp_path, capsys, 3e-3)
+    loss = float(line.split("loss ")[1].split(",")[0])
+    assert 0 < loss < 20 and "gradient norm inf" in line
 
 
 def test_pipeline_divergence_exits_1_before_the_phase_model(tmp_path, capsys):
