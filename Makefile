@@ -65,13 +65,19 @@ reports: install
 	$(BIN)/soaes-bench plot reports/base reports/reference/cpt/eval reports/baseline --kind phases --output reports/figures
 	$(BIN)/soaes-bench plot reports/profile_undistilled/profile.json reports/profile_steady/profile.json --kind distillation --output reports/figures
 
-# The reference pipeline (CPT -> progressive SFT -> distillation; ~29 minutes on 2 idle cores for the v6 recipe,
-# whose models are the shipped ones: docs/results/2026-12-reference-v6.md) and its committed reports (gates,
-# forgetting, ablations, evaluations, figures). It removes two files made by hand after a run: sft/power_2pct.txt
-# (`soaes-bench power`, command in the v5 run log) and cpt/compare_base_plain.md (`soaes-bench compare` of the base's
-# and the CPT model's plain-text runs): remake them, or restore them from git when the models did not change.
+# The reference pipeline (CPT -> progressive SFT -> distillation; v6 recipe: ~29 minutes on a 2-core AMD EPYC, whose
+# models are the shipped ones, 23 on an Intel Xeon, whose models differ in the last bits: run log
+# docs/results/2026-12-reference-v6.md) and its committed reports (gates, forgetting, ablations, evaluations, figures).
+# It removes two files made by hand after a run: sft/power_2pct.txt (`soaes-bench power`, command in the v5 run log)
+# and cpt/compare_base_plain.md (`soaes-bench compare` of the base's and the CPT model's plain-text runs): remake
+# them, or restore them from git when the models did not change.
 REFERENCE_EVALS := base floor cpt sft sft/single_stage
-reference: install
+# The training sets are built from pinned archives, not committed (DATA_CARD.md): built here when missing.
+TRAINING_DATA := training/data/domain.jsonl
+$(TRAINING_DATA): | $(STAMP)
+	$(MAKE) data
+
+reference: install $(TRAINING_DATA)
 	$(BIN)/soaes-bench pipeline --recipe training/recipes/reference.yaml --resume
 	rm -rf reports/reference && mkdir -p reports/reference
 	cd runs/reference && find . -maxdepth 2 \( -name 'gate.*' -o -name 'forgetting.*' -o -name 'ablation.*' \
