@@ -22,7 +22,7 @@ COMMANDS = {
     "data check": "soaes_bench.data.check:cli_check",
     "score": "soaes_bench.metrics.score:cli_score",
     "run": "soaes_bench.evaluation.run:cli_run",
-    "ls": "soaes_bench.evaluation.run:cli_ls",
+    "ls": "soaes_bench.evaluation.suites:cli_ls",
     "train base": "soaes_bench.training.pretrain:cli_train_base",
     "pipeline": "soaes_bench.pipeline:cli_pipeline",
     "gate": "soaes_bench.pipeline:cli_gate",

@@ -208,7 +208,7 @@ def preflight(r: PipelineRecipe, source: str, only: str | None = None, lm_eval_m
     lm_named = [(w, t, m) for w, t, m in named if t not in INTERNAL_METRICS]
     if not lm_named:
         return
-    from soaes_bench.evaluation.run import task_manager
+    from soaes_bench.evaluation.suites import task_manager
 
     tm = task_manager()
     for where, task, metric in lm_named:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from soaes_bench import cli
-from soaes_bench.evaluation import run as run_mod
+from soaes_bench.evaluation import chat, suites
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks_data"
 QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
@@ -126,7 +126,7 @@ def qwen25_dir(tmp_path_factory):
 
 def _run(model_dir: Path, out: Path, fixture_tasks, capsys, *extra) -> tuple[dict, str]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_mod, "tasks_dir", lambda: fixture_tasks)
+        mp.setattr(suites, "tasks_dir", lambda: fixture_tasks)
         code = cli.main(["run", "--model", str(model_dir), "--tasks", ",".join(TYPES), "--output", str(out), *extra])
     err = capsys.readouterr().err
     assert code == 0, err[-2000:]
@@ -211,9 +211,9 @@ def llama3_dir(tmp_path_factory):
 def test_generation_stops_at_the_chat_templates_end_of_turn(llama3_dir, fixture_tasks, tmp_path, capsys):
     from transformers import AutoTokenizer
 
-    assert run_mod.chat_end_token(AutoTokenizer.from_pretrained(llama3_dir)) == "<|eot_id|>"
+    assert chat.chat_end_token(AutoTokenizer.from_pretrained(llama3_dir)) == "<|eot_id|>"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_mod, "tasks_dir", lambda: fixture_tasks)
+        mp.setattr(suites, "tasks_dir", lambda: fixture_tasks)
         code = cli.main(["run", "--model", str(llama3_dir), "--tasks", "soaes_general_gen", "--output",
                          str(tmp_path / "run")])
     assert code == 0, capsys.readouterr().err[-2000:]
@@ -227,8 +227,8 @@ def test_stop_token_ids_of_other_tokenizers(llama_dir, qwen25_dir):
     until = ["<|im_end|>", "<|endoftext|>", "\n\n"]  # the task YAMLs' stop strings
     llama = AutoTokenizer.from_pretrained(llama_dir)
     model = type("M", (), {"generation_config": type("G", (), {"eos_token_id": None})()})()
-    assert run_mod.chat_end_token(llama) is None
-    assert run_mod.stop_token_ids(model, llama, until) == [llama.eos_token_id]  # ChatML strings are no tokens here
+    assert chat.chat_end_token(llama) is None
+    assert chat.stop_token_ids(model, llama, until) == [llama.eos_token_id]  # ChatML strings are no tokens here
     qwen = AutoTokenizer.from_pretrained(qwen25_dir)
-    ids = run_mod.stop_token_ids(model, qwen, until, run_mod.chat_end_token(qwen))
+    ids = chat.stop_token_ids(model, qwen, until, chat.chat_end_token(qwen))
     assert ids == [qwen.convert_tokens_to_ids("<|im_end|>"), qwen.convert_tokens_to_ids("<|endoftext|>")]

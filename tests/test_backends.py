@@ -13,7 +13,7 @@ from fixtures.reporting_runs import make_results
 
 from soaes_bench import cli
 from soaes_bench.errors import UserError
-from soaes_bench.evaluation import backends
+from soaes_bench.evaluation import backends, suites
 from soaes_bench.evaluation import run as run_mod
 from soaes_bench.io import write_json
 from soaes_bench.records import results as results_record
@@ -124,7 +124,7 @@ def test_vllm_path_records_its_backend(micro_dir, fixture_tasks, tmp_path, monke
         seen.update(model_dir=model_dir, seed=seed, **settings)
         return FakeVLLM("")
 
-    monkeypatch.setattr(run_mod, "tasks_dir", lambda: fixture_tasks)
+    monkeypatch.setattr(suites, "tasks_dir", lambda: fixture_tasks)
     monkeypatch.setattr(backends, "require_vllm", lambda: None)
     monkeypatch.setattr(backends, "vllm_lm", fake_vllm_lm)
     monkeypatch.setattr(backends, "vllm_block", lambda settings, dtype="auto": {
@@ -147,7 +147,7 @@ def test_vllm_path_records_its_backend(micro_dir, fixture_tasks, tmp_path, monke
 
 
 def test_hf_run_records_its_backend(micro_dir, fixture_tasks, tmp_path, monkeypatch):
-    monkeypatch.setattr(run_mod, "tasks_dir", lambda: fixture_tasks)
+    monkeypatch.setattr(suites, "tasks_dir", lambda: fixture_tasks)
     res = run_mod.run(model_dir=micro_dir, tasks="soaes_general_mc", limit=2, output=tmp_path / "h", batch_size=4)
     assert res["backend"] == {"name": "hf", "dtype": "float32", "batch_size": 4, "gen_batch_size": 32,
                               "data_parallel_size": 1}

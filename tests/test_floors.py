@@ -279,10 +279,10 @@ def test_best_floor_is_computed_once_per_task(toy, monkeypatch):
 
 
 def test_cache_follows_the_task_folder_run_uses(toy, monkeypatch):
-    from soaes_bench.evaluation import run
+    from soaes_bench.evaluation import suites
 
     assert task_floors.best_floor("soaes_general_mc", "acc")[0] == "always A"
-    monkeypatch.setattr(run, "tasks_dir", lambda: toy)  # as tests/test_run.py points runs at fixture tasks
+    monkeypatch.setattr(suites, "tasks_dir", lambda: toy)  # as tests/test_run.py points runs at fixture tasks
     assert task_floors.best_floor("toy_mc", "acc") == (floors.LONGEST, pytest.approx(0.8))
     with pytest.raises(Exception, match="unknown task"):
         task_floors.task_floors("soaes_general_mc")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from soaes_bench import cli
+from soaes_bench.evaluation import chat, suites
 from soaes_bench.evaluation import run as run_mod
 from soaes_bench.paths import TOKENIZER_DIR, tasks_dir
 
@@ -76,7 +77,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture
 def on_fixture_tasks(monkeypatch, fixture_tasks):
-    monkeypatch.setattr(run_mod, "tasks_dir", lambda: fixture_tasks)
+    monkeypatch.setattr(suites, "tasks_dir", lambda: fixture_tasks)
     return fixture_tasks
 
 
@@ -85,7 +86,7 @@ def full_run(model_dir, fixture_tasks, tmp_path_factory):
     """One `soaes-bench run --suite all --chat-template off` on the fixture tasks, shared by the checks below."""
     out = tmp_path_factory.mktemp("runs") / "latest"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_mod, "tasks_dir", lambda: fixture_tasks)
+        mp.setattr(suites, "tasks_dir", lambda: fixture_tasks)
         code = cli.main(["run", "--model", str(model_dir), "--suite", "all", "--output", str(out),
                          "--chat-template", "off", "--batch-size", "4"])
     assert code == 0
@@ -114,7 +115,7 @@ def test_run_writes_the_three_outputs_with_schema_fields(full_run, model_dir, fi
                                "threads", "chat_template"}
     assert res["env"]["chat_template"] is False and res["env"]["lm_eval"] == "0.4.13"
     assert set(res["groups"]) == set(SUITES)
-    index = run_mod.task_manager().task_index  # (run_mod.tasks_dir is not patched here: the shipped YAML, same tasks)
+    index = suites.task_manager().task_index  # (suites.tasks_dir is not patched here: the shipped YAML, same tasks)
     for name, t in res["tasks"].items():
         mc = t["output_type"] == "multiple_choice"  # MC tasks also record where their predictions fall
         assert set(t) - {"floors"} == {"group", "version", "config_sha256", "n", "output_type", "higher_is_better",
@@ -244,11 +245,11 @@ def test_chat_template_modes(model_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    assert run_mod.use_chat_template(tok, "auto") is True and run_mod.use_chat_template(tok, "off") is False
+    assert chat.use_chat_template(tok, "auto") is True and chat.use_chat_template(tok, "off") is False
     tok.chat_template = None
-    assert run_mod.use_chat_template(tok, "auto") is False
+    assert chat.use_chat_template(tok, "auto") is False
     with pytest.raises(run_mod.UserError, match="no chat template"):
-        run_mod.use_chat_template(tok, "on")
+        chat.use_chat_template(tok, "on")
 
 
 def test_plain_lm_eval_gives_the_same_numbers(model_dir, tmp_path):

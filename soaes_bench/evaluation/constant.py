@@ -98,15 +98,15 @@ def floor_lm(tasks: list[str], include_path=None, limit: int | None = None) -> C
 
 def evaluate_constant(lm: ConstantLM, suite="all", tasks=None, limit=None, seed=SEED, include_path=None) -> dict:
     """soaes_bench.evaluate for a ConstantLM: the same lm-eval run, results schema and floors, with no model."""
-    from soaes_bench.evaluation import run, writer
+    from soaes_bench.evaluation import run, suites, writer
     from soaes_bench.records.provenance import env_block, model_block
 
-    tm = run.task_manager(include_path)
-    names, suite_label = run.select_tasks(tm, suite, tasks)
+    tm = suites.task_manager(include_path)
+    names, suite_label = suites.select_tasks(tm, suite, tasks)
     out = run.lm_eval_run(lm, tm, names, limit=limit, chat=False, seed=seed)
     # no weights, no tokenizer, no torch threads at work
     model, env = model_block(None, name=lm.name), env_block("cpu", chat_template=False, threads=None)
-    results = writer.build_results(out, task_groups=run.task_groups(tm), model=model, env=env,
+    results = writer.build_results(out, task_groups=suites.task_groups(tm), model=model, env=env,
                                    suite=suite_label, seed=seed, limit=limit,
                                    backend={"name": "constant"})  # no engine: compare pairs it with any backend
     return run.attach_floors(results, include_path=include_path, limit=limit)

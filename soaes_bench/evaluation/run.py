@@ -1,8 +1,10 @@
-"""`soaes-bench run` and `soaes-bench ls`: the general and SOAE-domain suites through lm-eval, in-process.
+"""`soaes-bench run`: the general and SOAE-domain suites through lm-eval, in-process.
 
     soaes-bench run --model path/to/hf_model --suite domain --output reports/mymodel
     soaes-bench run --tasks soaes_domain_qa --limit 20          # embedded default model
-    soaes-bench ls
+
+Which tasks a suite means, and `soaes-bench ls`: evaluation/suites.py; the chat-template rule and the stop tokens:
+evaluation/chat.py.
 
 `evaluate(model, tokenizer)` scores an in-memory model and returns the results dict (nothing written; the training
 gates use it); `run(model_dir)` loads a local Hugging Face model directory, calls `evaluate` and writes
@@ -42,90 +44,18 @@ spinning); set OMP_NUM_THREADS=1 there.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sys
 from pathlib import Path
 
-from soaes_bench.config import suggest
+from soaes_bench import lock, validate
 from soaes_bench.defaults import BATCH_SIZE, GEN_BATCH_SIZE, SEED
 from soaes_bench.errors import UserError
 from soaes_bench.evaluation import backends, writer
-from soaes_bench import lock, validate
+from soaes_bench.evaluation.chat import CHAT_MODES, chat_end_token, stop_token_ids, use_chat_template
+from soaes_bench.evaluation.suites import quiet_lm_eval, select_tasks, task_groups, task_manager
 from soaes_bench.models import load_for_eval, load_tokenizer
+from soaes_bench.paths import MODELS_DIR, embedded_model
 from soaes_bench.records.provenance import env_block, model_block
-from soaes_bench.paths import MODELS_DIR, embedded_model, tasks_dir
-
-SUITES = {"general": ["soaes_general"], "domain": ["soaes_domain"], "all": ["soaes_general", "soaes_domain"]}
-CHAT_MODES = ("auto", "on", "off")
-
-
-# --- tasks -------------------------------------------------------------------------------------------------
-def task_manager(include_path=None):
-    """lm-eval TaskManager over our task folder (+ the user's), without lm-eval's ~200 built-in folders (fast)."""
-    from lm_eval.tasks import TaskManager
-
-    paths = [str(tasks_dir())]
-    if include_path:
-        p = Path(include_path)
-        if not p.is_dir():
-            raise UserError(f"--include-path {include_path}: not a directory")
-        paths.append(str(p.resolve()))
-    return TaskManager(include_path=paths, include_defaults=False)
-
-
-def select_tasks(tm, suite: str = "all", tasks=None) -> tuple[list[str], str]:
-    """Names to pass to lm-eval and the `suite` label for results.json; unknown names raise UserError."""
-    if tasks:
-        names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
-        for name in names:
-            if name not in tm.all_tasks:
-                raise UserError(f"--tasks: unknown task {name!r}{suggest(name, tm.all_tasks)}")
-        if not names:
-            raise UserError("--tasks: no task names given")
-        return names, "custom"
-    if suite in SUITES:
-        return list(SUITES[suite]), suite
-    if suite in tm.all_groups:
-        return [suite], suite
-    raise UserError(f"--suite: unknown suite {suite!r}{suggest(suite, [*SUITES, *tm.all_groups])};"
-                    f" choose {', '.join(SUITES)} or a group name")
-
-
-def task_groups(tm) -> dict[str, str]:
-    """task -> the group that lists it (from the index: no data is loaded)."""
-    from lm_eval.tasks._index import Kind
-
-    out = {}
-    for name, entry in tm.task_index.items():
-        if entry.kind == Kind.GROUP and entry.cfg:
-            for child in entry.cfg.get("task") or []:
-                if isinstance(child, str):
-                    out.setdefault(child, name)
-    return out
-
-
-# --- chat template, lm-eval --------------------------------------------------------------------------------
-def use_chat_template(tokenizer, mode: str = "auto") -> bool:
-    if mode not in CHAT_MODES:
-        raise UserError(f"--chat-template: must be one of {', '.join(CHAT_MODES)}, got {mode!r}")
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if mode == "on" and not has:
-        raise UserError("--chat-template on: the tokenizer has no chat template")
-    return has if mode == "auto" else mode == "on"
-
-
-@contextlib.contextmanager
-def _quiet_lm_eval():
-    """lm-eval logs several warnings per task that are expected here (custom_dataset, pre-initialised model,
-    group metrics missing in member tasks); keep errors, keep the tqdm progress bars."""
-    logger = logging.getLogger("lm_eval")
-    old = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
 
 
 def _check_device(device: str) -> None:
@@ -140,50 +70,6 @@ def _check_device(device: str) -> None:
 def _check_positive(name: str, value) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise UserError(f"--{name}: must be a positive integer, got {value!r}")
-
-
-# --- stopping generation, for any tokenizer ----------------------------------------------------------------
-def _special_tokens(tokenizer) -> set[str]:
-    return set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
-
-
-def chat_end_token(tokenizer) -> str | None:
-    """The special token that closes an assistant turn in the tokenizer's chat template (<|im_end|> in ChatML,
-    <|eot_id|> in Llama 3, <end_of_turn> in Gemma, </s> in Mistral), found by rendering one exchange; None without
-    a template or when the template closes turns with no special token."""
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    marker = "\u2063soaes-bench\u2063"
-    try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": "?"},
-                                              {"role": "assistant", "content": marker}], tokenize=False)
-    except Exception:  # noqa: BLE001 -- a template that refuses this exchange simply gives no extra stop
-        return None
-    tail = text.split(marker, 1)[1].lstrip() if isinstance(text, str) and marker in text else ""
-    return next((t for t in sorted(_special_tokens(tokenizer), key=len, reverse=True) if t and tail.startswith(t)),
-                None)
-
-
-def stop_token_ids(model, tokenizer, stop, end_of_turn: str | None = None) -> list[int]:
-    """Token ids that end a row of greedy generation: the model's generation_config eos ids, the tokenizer's eos,
-    the chat template's end-of-turn token and every `until` stop string that is one special token.
-
-    Why: lm-eval stops a batch only when every row has met a stop string, decodes rows with the special tokens
-    dropped, then cuts at the stop strings. A row that emits a special stop token which is not an eos id (e.g.
-    <|im_end|> or <|eot_id|> of a model whose generation_config lists only its document eos) would go on
-    generating, and the text after that token would be scored. As eos ids, such rows end (HF pads them) on any
-    model, and greedy outputs no longer depend on the batch. The shipped models list both of their stop tokens in
-    generation_config already, so their generations are unchanged.
-    """
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = list(eos) if isinstance(eos, (list, tuple)) else [] if eos is None else [eos]
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    specials = _special_tokens(tokenizer)
-    for s in [*(stop or []), *([end_of_turn] if end_of_turn else [])]:
-        if s in specials:
-            ids.append(tokenizer.convert_tokens_to_ids(s))
-    return list(dict.fromkeys(i for i in ids if isinstance(i, int) and i >= 0))
 
 
 # --- API ---------------------------------------------------------------------------------------------------
@@ -216,7 +102,7 @@ def lm_eval_run(lm, tm, names: list[str], limit=None, chat: bool = False, seed: 
     """lm-eval's simple_evaluate of any lm-eval model on `names`, seeded, with per-sample logs (the one call)."""
     import lm_eval
 
-    with _quiet_lm_eval():
+    with quiet_lm_eval():
         return lm_eval.simple_evaluate(
             lm, tasks=names, task_manager=tm, limit=limit, apply_chat_template=chat, log_samples=True,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
@@ -415,41 +301,6 @@ def _write(results: dict, out: Path) -> dict:
     return written
 
 
-# --- ls ----------------------------------------------------------------------------------------------------
-def list_suites(include_path=None) -> dict:
-    """{group: [{"task", "output_type", "n"}]}: our suites first (tasks in group order), then any other group in
-    the user's folder, then "(no group)"."""
-    tm = task_manager(include_path)
-    groups = task_groups(tm)
-    order = [g for g in SUITES["all"] if g in tm.all_groups] + [g for g in tm.all_groups if g not in SUITES["all"]]
-    members = {g: [t for t in (tm.task_index[g].cfg or {}).get("task", []) if t in tm.all_subtasks] for g in order}
-    members["(no group)"] = [t for t in tm.all_subtasks if t not in groups]
-    out: dict[str, list[dict]] = {}
-    with _quiet_lm_eval():
-        for group, names in members.items():
-            for name in names:
-                try:
-                    task = tm.load([name])["tasks"][name]
-                    item = {"task": name, "output_type": task.OUTPUT_TYPE, "n": len(task.eval_docs)}
-                except Exception as e:  # a broken user task must not hide the others
-                    item = {"task": name, "output_type": None, "n": None, "error": str(e).splitlines()[0][:120]}
-                out.setdefault(group, []).append(item)
-    return out
-
-
-def list_models() -> list[dict]:
-    try:
-        default = embedded_model("default").name
-    except FileNotFoundError:
-        default = None
-    models = []
-    if MODELS_DIR.is_dir():
-        for d in sorted(p for p in MODELS_DIR.iterdir() if (p / "config.json").is_file()):
-            size = sum(f.stat().st_size for f in d.glob("*.safetensors"))
-            models.append({"name": d.name, "path": str(d), "mb": round(size / 2**20, 1), "default": d.name == default})
-    return models
-
-
 def cli_run(args) -> int:
     run(model_dir=args.model, suite=args.suite, tasks=args.tasks, include_path=args.include_path, limit=args.limit,
         batch_size=args.batch_size, device=args.device, output=args.output, seed=args.seed,
@@ -461,16 +312,3 @@ def cli_run(args) -> int:
     return 0
 
 
-def cli_ls(args) -> int:
-    suites = list_suites(getattr(args, "include_path", None))
-    for group, items in suites.items():
-        print(f"{group}  ({len(items)} tasks)")
-        for it in items:
-            n = "?" if it["n"] is None else it["n"]
-            extra = f"  error: {it['error']}" if it.get("error") else ""
-            print(f"  {it['task']:<28} {str(it['output_type']):<22} {n:>6} items{extra}")
-    models = list_models()
-    print("embedded models:" + ("" if models else f" none in {MODELS_DIR}"))
-    for m in models:
-        print(f"  {m['name']:<12} {m['mb']:>7} MB  {m['path']}{'  (default for run)' if m['default'] else ''}")
-    return 0

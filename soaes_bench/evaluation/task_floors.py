@@ -88,17 +88,17 @@ def _number(v) -> float | None:
 
 
 def _key(include_path) -> tuple[str, str | None]:
-    """Cache key: our task folder as `run` sees it now (tests point it elsewhere) and the user's folder."""
-    from soaes_bench.evaluation import run
+    """Cache key: our task folder as `suites` sees it now (tests point it elsewhere) and the user's folder."""
+    from soaes_bench.evaluation import suites
 
     if include_path and not Path(include_path).is_dir():
         raise UserError(f"--include-path {include_path}: not a directory")
-    return str(Path(run.tasks_dir()).resolve()), (str(Path(include_path).resolve()) if include_path else None)
+    return str(Path(suites.tasks_dir()).resolve()), (str(Path(include_path).resolve()) if include_path else None)
 
 
 @functools.lru_cache(maxsize=8)
 def _manager(key: tuple[str, str | None]):
-    """lm-eval TaskManager over our tasks folder (+ the user's), as soaes_bench.evaluation.run.task_manager."""
+    """lm-eval TaskManager over our tasks folder (+ the user's), as soaes_bench.evaluation.suites.task_manager."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=[p for p in key if p], include_defaults=False)
@@ -107,9 +107,9 @@ def _manager(key: tuple[str, str | None]):
 @contextlib.contextmanager
 def _quiet():
     """lm-eval's per-task warnings and build_all_requests' progress bar say nothing useful here."""
-    from soaes_bench.evaluation.run import _quiet_lm_eval
+    from soaes_bench.evaluation.suites import quiet_lm_eval
 
-    with _quiet_lm_eval(), contextlib.redirect_stderr(io.StringIO()):
+    with quiet_lm_eval(), contextlib.redirect_stderr(io.StringIO()):
         yield
 
 
@@ -356,7 +356,7 @@ def leaf_tasks(names: Sequence[str], include_path=None) -> list[str]:
 def floors(tasks: list[str] | None = None, include_path=None) -> dict:
     """{task: task_floors(task)} for `tasks` (names of tasks or groups; default: every task of both suites). A task
     that cannot be loaded or floored gets a `no_floor` entry with the error instead of stopping the others."""
-    from soaes_bench.evaluation.run import select_tasks
+    from soaes_bench.evaluation.suites import select_tasks
 
     tm = _manager(_key(include_path))
     names, _ = select_tasks(tm, "all", tasks)
@@ -417,7 +417,7 @@ def format_floors(result: dict) -> str:
 
 def cli_floors(args) -> int:
     """`soaes-bench floors`: the content-free floors of the suites' (or the given) tasks, as tables or JSON."""
-    from soaes_bench.evaluation.run import SUITES, select_tasks
+    from soaes_bench.evaluation.suites import SUITES, select_tasks
 
     tm = _manager(_key(args.include_path))
     if args.tasks:

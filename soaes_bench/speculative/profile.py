@@ -254,7 +254,7 @@ def profile(target, draft, tokenizer, *, prompts: dict[str, list[str]] | list[st
     if ignore_eos:
         eos = []
     else:  # plus the chat template's end-of-turn token (<|eot_id|>, <end_of_turn>, ...), as `run` stops on it
-        from soaes_bench.evaluation.run import chat_end_token
+        from soaes_bench.evaluation.chat import chat_end_token
 
         turn_end = chat_end_token(tokenizer) if chat else None
         eos = eos_ids(target, tokenizer, extra=("<|im_end|>", *([turn_end] if turn_end else [])))
