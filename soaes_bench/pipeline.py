@@ -60,6 +60,7 @@ from soaes_bench.reporting.gates import (NO_SAMPLES_REFERENCES, check_references
                                          load_run, locate_samples, refuse_vacuous, write_gate)
 from soaes_bench.results import PLAIN, PLAIN_DIR
 from soaes_bench.training.cpt import CPTConfig
+from soaes_bench.training.dist import make_accelerator, on_main
 from soaes_bench.training.distill import HELDOUT_TASK, DistillConfig
 from soaes_bench.training.sft import SFTConfig
 
@@ -251,157 +252,192 @@ def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: b
     pending = []  # the SFT ablation in its own process: collected once it has finished, stopped on an error
     with lock.hold(out, "soaes-bench pipeline"):
         try:
-            return _run_phases(r, recipe, out, phases, todo, only, resume, evaluate_fn, pending)
+            return _Run(r, recipe, out, phases, todo, only, evaluate_fn, pending, make_accelerator()).run(resume)
         finally:
             for ablation in pending:
                 ablation.stop()
 
 
-def _run_phases(r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: list[str], only: str | None,
-                resume: bool, evaluate_fn, pending: list) -> int:
-    """run_pipeline's work, under the output directory's lock."""
-    from soaes_bench.training.cpt import run_cpt
-    from soaes_bench.training.dist import make_accelerator, on_main
-    from soaes_bench.training.distill import run_distill
-    from soaes_bench.training.sft import run_sft, run_single_stage, start_ablation
+class _Run:
+    """run_pipeline's work, under the output directory's lock: the state one run carries from phase to phase
+    (references for the gates, the current model, timings, the pending SFT ablation) and the steps of a phase."""
 
-    accelerator = make_accelerator()
-    main = accelerator.is_main_process
-    if not resume:
-        clash = [p for p in todo if (out / p).exists()]
-        if clash:
-            raise UserError(f"{out / clash[0]}: exists; pass --resume to continue it, or choose another --output")
-    accelerator.wait_for_everyone()  # every process has checked the output dir before the main one writes into it
-    # timings.json accumulates over --resume/--only runs, so the file always covers every phase that ran
-    previous_timings = (timings_record.read(out / timings_record.FILE_NAME)
-                        if (resume or only) and (out / timings_record.FILE_NAME).is_file() else {})
-    timings: dict[str, object] = {**previous_timings, "processes": accelerator.num_processes}
+    def __init__(self, r: PipelineRecipe, recipe, out: Path, phases: list[str], todo: list[str], only: str | None,
+                 evaluate_fn, pending: list, accelerator):
+        self.r, self.recipe, self.out, self.phases, self.todo, self.only = r, recipe, out, phases, todo, only
+        self.evaluate_fn, self.pending, self.accelerator = evaluate_fn, pending, accelerator
+        self.refs: dict[str, dict] = {}
+        self.current, self.previous = Path(r.init), None
+        self.timings: dict[str, object] = {}
 
-    def say(msg: str) -> None:
-        if main:
+    # output, timings, the SFT ablation ------------------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if self.accelerator.is_main_process:
             print(msg, flush=True)
 
-    def note_time(key: str, value) -> None:
-        timings[key] = value
-        if main:
-            timings_record.write(out / timings_record.FILE_NAME, timings)
+    def note_time(self, key: str, value) -> None:
+        self.timings[key] = value
+        if self.accelerator.is_main_process:
+            timings_record.write(self.out / timings_record.FILE_NAME, self.timings)
 
-    def note_ablation(info: dict) -> None:  # the seconds the ablation trained, wherever it did
-        note_time("sft", {**timings.get("sft", {}), "single_stage_s": info["wall_s"]})
+    def note_ablation(self, info: dict) -> None:  # the seconds the ablation trained, wherever it did
+        self.note_time("sft", {**self.timings.get("sft", {}), "single_stage_s": info["wall_s"]})
 
-    def finish_ablation(info: dict) -> None:
-        on_main(accelerator, lambda: _complete_ablation(r, out / "sft", info, evaluate_fn))
-        note_ablation(info)
+    def finish_ablation(self, info: dict) -> None:
+        on_main(self.accelerator, lambda: _complete_ablation(self.r, self.out / "sft", info, self.evaluate_fn))
+        self.note_ablation(info)
 
-    def collect(finished_only: bool) -> None:
+    def collect(self, finished_only: bool) -> None:
         """Collect the SFT ablation trained in its own process (join: this process gets its threads back), with its
         evaluation and report: all of them, or only those that have finished (the others go on meanwhile)."""
-        for ablation in [a for a in pending if not finished_only or a.finished()]:
-            pending.remove(ablation)
-            finish_ablation(ablation.join())
+        for ablation in [a for a in self.pending if not finished_only or a.finished()]:
+            self.pending.remove(ablation)
+            self.finish_ablation(ablation.join())
 
-    def done(code: int) -> int:
+    def done(self, code: int) -> int:
         """Exit `code` after collecting the SFT ablation (it feeds nothing downstream, so later phases ran meanwhile)."""
-        collect(finished_only=False)
+        self.collect(finished_only=False)
         return code
 
-    refs: dict[str, dict] = {}
-    floor_tasks = sorted({c.task.removesuffix(PLAIN) for p in phases for c in getattr(r, p).gates if c.reference == FLOOR})
-    if floor_tasks:  # seconds: no model
-        refs[FLOOR] = on_main(accelerator, lambda: phase_eval.evaluate_floor(floor_tasks, r.evaluation.limit,
-                                                                          out / FLOOR / "eval"))
-    base_spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, "base"))
-    if base_spec is not None and any(c.reference == "base" or (c.reference == "previous" and p == phases[0])
-                                     for p in phases for c in getattr(r, p).gates):
-        t0 = time.perf_counter()
-        cached = (out / "base" / "eval" / "results.json").is_file()
-        refs["base"] = on_main(accelerator, lambda: phase_eval.evaluate_model(Path(r.init), base_spec,
-                                                                          out / "base" / "eval", evaluate_fn))
-        if not cached:
-            note_time("base_eval_s", round(time.perf_counter() - t0, 2))
-        # every gate that compares with the base can be judged for vacuity now, before CPT trains
-        for p in todo:
-            refuse_vacuous([c for c in getattr(r, p).gates if c.reference == "base"], refs,
-                           skip=INTERNAL_TASKS, where=f"{recipe}: {p}.gates")
-    current, previous = Path(r.init), refs.get("base")
+    # before the phases ----------------------------------------------------------------------------------------------
+    def start(self, resume: bool) -> None:
+        """Refuse to overwrite, read the timings of earlier runs, evaluate the floor and the base (references)."""
+        out, r = self.out, self.r
+        if not resume:
+            clash = [p for p in self.todo if (out / p).exists()]
+            if clash:
+                raise UserError(f"{out / clash[0]}: exists; pass --resume to continue it, or choose another --output")
+        self.accelerator.wait_for_everyone()  # every process has checked the output dir before the main one writes
+        # timings.json accumulates over --resume/--only runs, so the file always covers every phase that ran
+        previous = (timings_record.read(out / timings_record.FILE_NAME)
+                    if (resume or self.only) and (out / timings_record.FILE_NAME).is_file() else {})
+        self.timings = {**previous, "processes": self.accelerator.num_processes}
+        gates = [(p, c) for p in self.phases for c in getattr(r, p).gates]
+        floor_tasks = sorted({c.task.removesuffix(PLAIN) for _, c in gates if c.reference == FLOOR})
+        if floor_tasks:  # seconds: no model
+            self.refs[FLOOR] = on_main(self.accelerator, lambda: phase_eval.evaluate_floor(
+                floor_tasks, r.evaluation.limit, out / FLOOR / "eval"))
+        base_spec = r.evaluation and r.evaluation.for_model(gated_tasks(r, "base"))
+        if base_spec is not None and any(c.reference == "base" or (c.reference == "previous" and p == self.phases[0])
+                                         for p, c in gates):
+            t0 = time.perf_counter()
+            cached = (out / "base" / "eval" / "results.json").is_file()
+            self.refs["base"] = on_main(self.accelerator, lambda: phase_eval.evaluate_model(
+                Path(r.init), base_spec, out / "base" / "eval", self.evaluate_fn))
+            if not cached:
+                self.note_time("base_eval_s", round(time.perf_counter() - t0, 2))
+            # every gate that compares with the base can be judged for vacuity now, before CPT trains
+            for p in self.todo:
+                refuse_vacuous([c for c in getattr(r, p).gates if c.reference == "base"], self.refs,
+                               skip=INTERNAL_TASKS, where=f"{self.recipe}: {p}.gates")
+        self.previous = self.refs.get("base")
 
-    def refuse_vacuous_now(phase: str) -> None:
+    def refuse_vacuous_now(self, phase: str) -> None:
         """Before a phase trains (or is re-gated): its gates against results that exist now (base, previous,
         earlier phases); single_stage and baseline exist only after its training."""
-        available = dict(refs, previous=previous) if previous else dict(refs)
-        refuse_vacuous(getattr(r, phase).gates, available, skip=INTERNAL_TASKS, where=f"{recipe}: {phase}.gates")
-    for phase in phases:
-        cfg, pdir = getattr(r, phase), out / phase
-        if phase not in todo:  # --only: earlier phases must already be done; later ones are ignored
-            if phases.index(phase) > phases.index(only):
-                break
-            if not (pdir / "done.json").is_file():
-                raise UserError(f"--only {only}: phase {phase} has not finished in {out} (no {pdir / 'done.json'})")
-            current = pdir / "model"
-            refs[phase] = previous = locate_samples(read_json(pdir / PHASE_METRICS), pdir)
-            continue
-        settings = json.loads(json.dumps(asdict(cfg)))
-        done_file = pdir / "done.json"
-        if done_file.is_file():
-            finished = _settings(type(cfg), read_json(done_file)["settings"])
-            if _training_settings(finished) != _training_settings(settings):
-                raise UserError(f"{done_file}: phase {phase} finished with different settings; use another --output")
-            if phase == "sft" and cfg.single_stage and not (pdir / "single_stage" / "model" / "config.json").is_file():
-                say("pipeline: sft's single-stage ablation did not finish before the run stopped; training it now")
-                t0 = time.perf_counter()
-                init = summary_record.read(pdir / summary_record.FILE_NAME)["init"]
-                info = run_single_stage(cfg, init, pdir, r.tokenizer, resume=True)
-                finish_ablation({**info, "wall_s": round(time.perf_counter() - t0, 2)})
-            if finished != settings:  # only the gates changed: judge the saved model and results again, no training
-                refuse_vacuous_now(phase)
-                say(f"pipeline: {phase} already trained; its gates changed, re-gating from saved results")
-                summary = summary_record.read(pdir / summary_record.FILE_NAME)
-                verdict = on_main(accelerator, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
-                current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
-                say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'})")
-                if not verdict["passed"]:
-                    return done(EXIT_GATE_FAILED)
-                continue
-            say(f"pipeline: {phase} already done, skipping")
-            current = pdir / "model"
-            refs[phase] = previous = locate_samples(read_json(pdir / PHASE_METRICS), pdir)
-            if not gate_record.read(pdir / gate_record.FILE_NAME)["passed"]:
-                return done(EXIT_GATE_FAILED)
-            continue
-        refuse_vacuous_now(phase)
-        collect(finished_only=True)  # an ablation that is done is collected now, so this phase trains on all threads
-        say(f"pipeline: phase {phase} from {current} ({accelerator.num_processes} process(es))")
-        t0 = time.perf_counter()
+        available = dict(self.refs, previous=self.previous) if self.previous else dict(self.refs)
+        refuse_vacuous(getattr(self.r, phase).gates, available, skip=INTERNAL_TASKS,
+                       where=f"{self.recipe}: {phase}.gates")
+
+    # one phase ------------------------------------------------------------------------------------------------------
+    def read_back(self, phase: str) -> None:
+        """A finished phase's model and results become the next phase's start and `previous`."""
+        pdir = self.out / phase
+        self.current = pdir / "model"
+        self.refs[phase] = self.previous = locate_samples(read_json(pdir / PHASE_METRICS), pdir)
+
+    def judge(self, phase: str, summary: dict) -> dict:
+        """Evaluate and gate the phase model (main process); it becomes the next phase's start."""
+        cfg, pdir = getattr(self.r, phase), self.out / phase
+        verdict = on_main(self.accelerator, lambda: _finish_phase(self.r, phase, cfg, pdir, summary, self.refs,
+                                                                  self.previous, self.evaluate_fn))
+        self.current, self.refs[phase], self.previous = pdir / "model", verdict["results"], verdict["results"]
+        return verdict
+
+    def finished(self, phase: str) -> int | None:
+        """A phase with done.json (--resume): check its settings, finish a stopped ablation, re-gate when only the
+        gates changed, else read it back. An exit code to stop with, or None to go on."""
+        cfg, pdir = getattr(self.r, phase), self.out / phase
+        settings, done_file = json.loads(json.dumps(asdict(cfg))), pdir / "done.json"
+        finished = _settings(type(cfg), read_json(done_file)["settings"])
+        if _training_settings(finished) != _training_settings(settings):
+            raise UserError(f"{done_file}: phase {phase} finished with different settings; use another --output")
+        if phase == "sft" and cfg.single_stage and not (pdir / "single_stage" / "model" / "config.json").is_file():
+            from soaes_bench.training.sft import run_single_stage
+
+            self.say("pipeline: sft's single-stage ablation did not finish before the run stopped; training it now")
+            t0 = time.perf_counter()
+            init = summary_record.read(pdir / summary_record.FILE_NAME)["init"]
+            info = run_single_stage(cfg, init, pdir, self.r.tokenizer, resume=True)
+            self.finish_ablation({**info, "wall_s": round(time.perf_counter() - t0, 2)})
+        if finished != settings:  # only the gates changed: judge the saved model and results again, no training
+            self.refuse_vacuous_now(phase)
+            self.say(f"pipeline: {phase} already trained; its gates changed, re-gating from saved results")
+            verdict = self.judge(phase, summary_record.read(pdir / summary_record.FILE_NAME))
+            self.say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'})")
+            return None if verdict["passed"] else self.done(EXIT_GATE_FAILED)
+        self.say(f"pipeline: {phase} already done, skipping")
+        self.read_back(phase)
+        return None if gate_record.read(pdir / gate_record.FILE_NAME)["passed"] else self.done(EXIT_GATE_FAILED)
+
+    def train(self, phase: str) -> dict:
+        """Train the phase from the current model; the SFT ablation runs in its own process beside the stages."""
+        from soaes_bench.training.cpt import run_cpt
+        from soaes_bench.training.distill import run_distill
+        from soaes_bench.training.sft import run_sft, start_ablation
+
+        cfg, pdir, tok = getattr(self.r, phase), self.out / phase, self.r.tokenizer
         if phase == "cpt":
-            summary = run_cpt(cfg, current, pdir, r.tokenizer, resume=True)
-        elif phase == "sft":
-            ablation = start_ablation(cfg, current, pdir, r.tokenizer, resume=True)
-            if ablation is not None:
-                pending.append(ablation)
-            summary = run_sft(cfg, current, pdir, r.tokenizer, resume=True, ablation=ablation)
-            # a gate reads the ablation (wait for it now), or it has finished: either way it joins this phase's
-            # evaluation, which then runs on all threads (the v5 run evaluated SFT on one thread, its ablation done)
-            if ablation is not None and (ablation.finished() or any(c.reference == "single_stage" for c in cfg.gates)):
-                pending.remove(ablation)
-                summary["single_stage"] = ablation.join()
-                note_ablation(summary["single_stage"])
-        else:
-            summary = run_distill(cfg, current, pdir, r.tokenizer, resume=True)
+            return run_cpt(cfg, self.current, pdir, tok, resume=True)
+        if phase == "distill":
+            return run_distill(cfg, self.current, pdir, tok, resume=True)
+        ablation = start_ablation(cfg, self.current, pdir, tok, resume=True)
+        if ablation is not None:
+            self.pending.append(ablation)
+        summary = run_sft(cfg, self.current, pdir, tok, resume=True, ablation=ablation)
+        # a gate reads the ablation (wait for it now), or it has finished: either way it joins this phase's
+        # evaluation, which then runs on all threads (the v5 run evaluated SFT on one thread, its ablation done)
+        if ablation is not None and (ablation.finished() or any(c.reference == "single_stage" for c in cfg.gates)):
+            self.pending.remove(ablation)
+            summary["single_stage"] = ablation.join()
+            self.note_ablation(summary["single_stage"])
+        return summary
+
+    def run_phase(self, phase: str) -> int | None:
+        """Train, evaluate and gate one phase. An exit code to stop with, or None to go on."""
+        self.refuse_vacuous_now(phase)
+        self.collect(finished_only=True)  # an ablation that is done is collected now: this phase trains on all threads
+        self.say(f"pipeline: phase {phase} from {self.current} ({self.accelerator.num_processes} process(es))")
+        t0 = time.perf_counter()
+        summary = self.train(phase)
         trained = round(time.perf_counter() - t0, 2)
         if summary.get("stopped_by") != "done":
-            note_time(phase, {"train_s": trained, "stopped_by": summary.get("stopped_by")})
-            say(f"pipeline: {phase} stopped by its time cap; re-run with --resume")
+            self.note_time(phase, {"train_s": trained, "stopped_by": summary.get("stopped_by")})
+            self.say(f"pipeline: {phase} stopped by its time cap; re-run with --resume")
             return EXIT_TIME_CAP  # run_pipeline stops a pending ablation; --resume continues it from its checkpoint
         t1 = time.perf_counter()
-        verdict = on_main(accelerator, lambda: _finish_phase(r, phase, cfg, pdir, summary, refs, previous, evaluate_fn))
-        kept = {k: v for k, v in timings.get(phase, {}).items() if k == "single_stage_s"}  # not an earlier attempt's
-        note_time(phase, {**kept, "train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
-        current, refs[phase], previous = pdir / "model", verdict["results"], verdict["results"]
-        say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({pdir / 'gate.md'}); "
-            f"train {trained:.1f} s, eval+gate {timings[phase]['eval_gate_s']:.1f} s")
-        if not verdict["passed"]:
-            return done(EXIT_GATE_FAILED)
-    return done(0)
+        verdict = self.judge(phase, summary)
+        kept = {k: v for k, v in self.timings.get(phase, {}).items() if k == "single_stage_s"}  # not an earlier try's
+        self.note_time(phase, {**kept, "train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
+        self.say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({self.out / phase / 'gate.md'}); "
+                 f"train {trained:.1f} s, eval+gate {self.timings[phase]['eval_gate_s']:.1f} s")
+        return None if verdict["passed"] else self.done(EXIT_GATE_FAILED)
+
+    def run(self, resume: bool) -> int:
+        self.start(resume)
+        for phase in self.phases:
+            if phase not in self.todo:  # --only: earlier phases must already be done; later ones are ignored
+                if self.phases.index(phase) > self.phases.index(self.only):
+                    break
+                if not (self.out / phase / "done.json").is_file():
+                    raise UserError(f"--only {self.only}: phase {phase} has not finished in {self.out} "
+                                    f"(no {self.out / phase / 'done.json'})")
+                self.read_back(phase)
+                continue
+            code = (self.finished(phase) if (self.out / phase / "done.json").is_file() else self.run_phase(phase))
+            if code is not None:
+                return code
+        return self.done(0)
 
 
 def _finish_phase(r: PipelineRecipe, phase: str, cfg, pdir: Path, summary: dict, refs: dict, previous,

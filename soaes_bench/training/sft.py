@@ -137,7 +137,7 @@ class Ablation:
 
     Why: SFT's short batches scale badly across threads (on 2 cores: ~780 tokens/s in one process on 2 threads vs
     ~600 on 1 each, two at once), and the ablation feeds nothing downstream, so the pipeline goes on (gate,
-    distillation) while it finishes, and collects it when it has (pipeline._run_phases; this process keeps one torch
+    distillation) while it finishes, and collects it when it has (pipeline._Run; this process keeps one torch
     thread until then). On 2 cores with the ablation on the stages' token budget it finished before the stages (v5
     reference run, docs/results/2026-12-reference-v5.md). Used only when the recipe asks (`ablation_in_parallel`) and
     training runs in one process."""
