@@ -85,7 +85,7 @@ def bench(a) -> dict:
     from soaes_bench.training.distill import make_kd_loss
     from soaes_bench.training.loop import lm_loss
     from soaes_bench.models import load_tokenizer, new_model
-    from soaes_bench.pipeline import PipelineRecipe
+    from soaes_bench.pipeline_recipe import PipelineRecipe
 
     torch.set_num_threads(a.threads)
     recipe = load_dataclass(PipelineRecipe, a.recipe)

@@ -38,7 +38,7 @@ def bench_grouping(a) -> dict:
     from soaes_bench.training import data
     from soaes_bench.training.loop import DataStream, train
     from soaes_bench.models import load_model, load_tokenizer
-    from soaes_bench.pipeline import PipelineRecipe
+    from soaes_bench.pipeline_recipe import PipelineRecipe
 
     torch.set_num_threads(a.threads)
     recipe = load_dataclass(PipelineRecipe, a.recipe)

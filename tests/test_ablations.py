@@ -257,7 +257,8 @@ def test_pipeline_writes_reports_after_the_gate_without_changing_done_json(tmp_p
     from soaes_bench.training.cpt import CPTConfig
     from soaes_bench.training.gate_spec import Check
     from soaes_bench.phase_eval import EvalSpec
-    from soaes_bench.pipeline import PipelineRecipe, _finish_phase
+    from soaes_bench.pipeline import _finish_phase
+    from soaes_bench.pipeline_recipe import PipelineRecipe
 
     run = tmp_path / "run"
     base = _mc(run / "base" / "eval", "base", right=range(1, 7))

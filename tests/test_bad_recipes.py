@@ -1,5 +1,5 @@
 """Bad recipes for `train base` and `pipeline`: one line on stderr naming the recipe and field, exit 2, before any
-training, nothing written (soaes_bench/validate.py, config.py, pipeline.preflight)."""
+training, nothing written (soaes_bench/validate.py, config.py, pipeline_recipe.preflight)."""
 
 import pytest
 

@@ -59,7 +59,7 @@ def test_pipeline_floor_reference_is_written_once_and_stands_for_plain_tasks(tmp
 
     from soaes_bench.config import load_dataclass
     from soaes_bench.phase_eval import evaluate_floor
-    from soaes_bench.pipeline import FLOOR, PipelineRecipe, _references_known
+    from soaes_bench.pipeline_recipe import FLOOR, PipelineRecipe, _references_known
 
     where = tmp_path / FLOOR / "eval"
     res = evaluate_floor(["soaes_domain_mc"], 40, where)

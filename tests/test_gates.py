@@ -13,7 +13,7 @@ from fixtures.reporting_runs import make_results
 from soaes_bench import cli, results, stats
 from soaes_bench.config import from_dict, load_dataclass
 from soaes_bench.errors import UserError
-from soaes_bench.pipeline import PipelineRecipe, validate
+from soaes_bench.pipeline_recipe import PipelineRecipe, validate
 from soaes_bench.reporting import gates
 from soaes_bench.reporting.compare import paired_stats
 from soaes_bench.reporting.gates import (check_one, evaluate_gate, gate_markdown, load_run, metric_value, refuse_vacuous,

@@ -7,7 +7,7 @@ import pytest
 from soaes_bench.config import load_dataclass, load_yaml
 from soaes_bench.errors import UserError
 from soaes_bench.training.pretrain import BaseRecipe
-from soaes_bench.pipeline import PHASES, PipelineRecipe, validate
+from soaes_bench.pipeline_recipe import PHASES, PipelineRecipe, validate
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "training" / "recipes").glob("*.yaml"))
 

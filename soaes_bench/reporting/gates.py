@@ -47,7 +47,7 @@ at 80% power for that n, two-sided alpha 0.05 (stats.mde):
     MDE = (z_{0.975} + z_{0.80}) * SE_boot                                       corpus metrics: SD of the d*
 
 Without per-item samples (phase-internal tasks cpt_val, draft_heldout) the line falls back to the stderrs (normal
-approximation), or shows none; statistical checks then fail, and pipeline.validate refuses them up front.
+approximation), or shows none; statistical checks then fail, and pipeline_recipe.validate refuses them up front.
 
 Vacuous gates are refused (UserError, exit 2) before any training, when the best content-free floor of the task
 (soaes_bench.evaluation.task_floors.best_floor: what a model that reads nothing scores) would pass: see `vacuity`.
