@@ -28,7 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("measuring: speculative", ("soaes_bench.speculative",)),
     ("measuring: training", ("soaes_bench.training",)),
     ("reporting", ("soaes_bench.reporting",)),
-    ("top: pipeline and cli", ("soaes_bench.pipeline", "soaes_bench.pipeline_recipe", "soaes_bench.phase_eval", "soaes_bench.cli", "soaes_bench.__main__")),
+    ("top: pipeline and cli", ("soaes_bench.pipeline", "soaes_bench.pipeline_recipe", "soaes_bench.phase_eval",
+                               "soaes_bench.cli", "soaes_bench.__main__")),
 ]
 
 # (importing file, imported module): allowed against the order, each with its reason.
