@@ -247,8 +247,9 @@ class _Run:
         verdict = self.judge(phase, summary)
         kept = {k: v for k, v in self.timings.get(phase, {}).items() if k == "single_stage_s"}  # not an earlier try's
         self.note_time(phase, {**kept, "train_s": trained, "eval_gate_s": round(time.perf_counter() - t1, 2)})
-        self.say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} ({self.out / phase / 'gate.md'}); "
-                 f"train {trained:.1f} s, eval+gate {self.timings[phase]['eval_gate_s']:.1f} s")
+        self.say(f"pipeline: {phase} gate {'passed' if verdict['passed'] else 'FAILED'} "
+                 f"({self.out / phase / 'gate.md'}); train {trained:.1f} s, "
+                 f"eval+gate {self.timings[phase]['eval_gate_s']:.1f} s")
         return None if verdict["passed"] else self.done(EXIT_GATE_FAILED)
 
     def run(self, resume: bool) -> int:

@@ -199,8 +199,8 @@ def domain_sets(c: Corpus, seed: int, n_text_law: int = 170, n_text_news: int = 
     qa_arts = [a for a in rest if len(a.text) <= QA_MAX_CHARS][:n_qa]
     mc_arts = [a for a in rest if a not in qa_arts]
 
-    text = [{"id": f"dt-{article_id(a)}", "text": f"{a.law_name} {a.article_no} {a.text}", "source": f"laws/{a.department}",
-             "cluster": law_cluster(a)} for a in text_arts]
+    text = [{"id": f"dt-{article_id(a)}", "text": f"{a.law_name} {a.article_no} {a.text}",
+             "source": f"laws/{a.department}", "cluster": law_cluster(a)} for a in text_arts]
     econ = [a for a in c.news_held if a.index in c.economy and chunk(a.body)]
     for a in rng(seed, "domain_text-news").sample(econ, min(n_text_news, len(econ))):
         text.append({"id": f"dt-{news_id(a)}", "text": chunk(a.body), "source": "pd199801/economy",
@@ -220,8 +220,8 @@ def domain_sets(c: Corpus, seed: int, n_text_law: int = 170, n_text_news: int = 
         if len(a.text) > 120 or len(same) < 3 or len(mc) >= n_mc_ident:
             continue
         q = f"下列哪一项是《{a.law_name}》{a.article_no}的内容？"
-        mc.append(mc_item(f"mc-ident-{article_id(a)}", q, a.text, [b.text for b in r.sample(same, 3)], f"laws/{a.department}", r,
-                          law_cluster(a)))
+        mc.append(mc_item(f"mc-ident-{article_id(a)}", q, a.text, [b.text for b in r.sample(same, 3)],
+                          f"laws/{a.department}", r, law_cluster(a)))
     modal = []
     for a in mc_arts + qa_arts:  # articles not used for text, so the blanked sentence is not shown elsewhere verbatim
         for s in sentences(a.text.replace("\n", "")):
