@@ -63,6 +63,7 @@ from soaes_bench.reporting.gates import (evaluate_gate, gate_markdown, load_run,
 from soaes_bench.results import PLAIN, PLAIN_DIR
 from soaes_bench.training.dist import make_accelerator, on_main
 
+
 def run_pipeline(recipe: str | Path, output: str | Path | None = None, resume: bool = False, only: str | None = None,
                  evaluate_fn=None) -> int:
     """Run the recipe; returns the exit code (module docstring). `evaluate_fn` replaces soaes_bench.evaluate (tests).

@@ -16,7 +16,6 @@ from soaes_bench.data.schemas import knowledge_view
 from soaes_bench.data.sft import article_question
 from soaes_bench.data.text import LawArticle, sentences, short_law_name
 
-
 KNOWLEDGE_KINDS = ("recall", "which", "definition", "requirement", "paraphrase")
 KNOWLEDGE_MAX_SFT_COVERAGE = 0.5  # the builder's bar; data check fails an item at 0.8 (check.MIN_COVERAGE)
 CLOZE_LEN_TOLERANCE = 0.3         # distractor continuations within +-30% of the correct one's characters

@@ -49,6 +49,9 @@ def metric_bounds(metric: str) -> tuple[float, float]:
     if metric in NON_NEGATIVE:
         return 0.0, math.inf
     return -math.inf, math.inf
+
+
+# labels --------------------------------------------------------------------------------------------------------------
 PHASES = ["base", "cpt", "sft_stage1", "stage1", "sft1", "sft_stage2", "stage2", "sft2", "sft", "progressive",
           "final", "distill"]
 

@@ -25,7 +25,6 @@ import numpy as np
 
 from soaes_bench.defaults import BOOTSTRAP_SEED, CONFIDENCE, RESAMPLES
 
-
 _CHUNK = 2_000_000  # items gathered per chunk of resamples (bounds memory for large n)
 Statistic = Callable[[np.ndarray, int], np.ndarray]  # (R, k) sums, n -> (R,) values
 

@@ -9,6 +9,8 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import binom
 
+CORRECTIONS = ("holm", "bh", "none")
+
 
 def mcnemar_p(b: int, c: int) -> float:
     """Exact McNemar test: two-sided binomial test of the discordant pairs b (A right, B wrong) vs c (A wrong, B right).
@@ -31,7 +33,6 @@ def mcnemar(a_correct: Sequence, b_correct: Sequence) -> tuple[int, int, float]:
     b = int(np.sum(a & ~bb))
     c = int(np.sum(~a & bb))
     return b, c, mcnemar_p(b, c)
-CORRECTIONS = ("holm", "bh", "none")
 
 
 def _finite_p(pvalues: Sequence[float | None]) -> list[float]:

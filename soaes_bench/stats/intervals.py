@@ -19,8 +19,10 @@ from soaes_bench.defaults import BOOTSTRAP_SEED, CONFIDENCE, RESAMPLES
 from soaes_bench.stats.bootstrap import (Statistic, Units, _as_items, _paired_items, _percentiles, bootstrap_p,
                                          jackknife, jackknife_se, mean_statistic, resample_sums, unit_draws, units)
 
-
 _NORMAL = statistics.NormalDist()  # standard normal cdf / quantile without scipy's per-call overhead
+INTERVAL_METHODS = ("percentile", "bca", "bca-expanded", "clopper-pearson", "none")
+SMALL_UNITS = 20   # fewer resampling units (clusters, or items): BCa at a level expanded for them (docs/statistics.md)
+SMALL_ITEMS = 100  # fewer items: BCa (Clopper-Pearson for one proportion) instead of the percentile interval
 
 
 def _phi(z: float) -> float:
@@ -29,9 +31,6 @@ def _phi(z: float) -> float:
 
 def _phi_inv(p: float) -> float:
     return -math.inf if p <= 0 else math.inf if p >= 1 else _NORMAL.inv_cdf(p)
-INTERVAL_METHODS = ("percentile", "bca", "bca-expanded", "clopper-pearson", "none")
-SMALL_UNITS = 20   # fewer resampling units (clusters, or items): BCa at a level expanded for them (docs/statistics.md)
-SMALL_ITEMS = 100  # fewer items: BCa (Clopper-Pearson for one proportion) instead of the percentile interval
 
 
 @dataclass(frozen=True)
