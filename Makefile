@@ -68,7 +68,7 @@ reports: install
 # The reference pipeline (CPT -> progressive SFT -> distillation; v6 recipe: ~29 minutes on a 2-core AMD EPYC, whose
 # models are the shipped ones, 23 on an Intel Xeon, whose models differ in the last bits: run log
 # docs/results/2026-12-reference-v6.md) and its committed reports (gates, forgetting, ablations, evaluations, figures).
-# It removes two files made by hand after a run: sft/power_2pct.txt (`soaes-bench power`, command in the v5 run log)
+# It removes two files made by hand after a run: sft/power_2pct.txt (`soaes-bench power`, command in the v6 run log)
 # and cpt/compare_base_plain.md (`soaes-bench compare` of the base's and the CPT model's plain-text runs): remake
 # them, or restore them from git when the models did not change.
 REFERENCE_EVALS := base floor cpt sft sft/single_stage

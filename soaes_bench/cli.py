@@ -213,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--alpha", type=float, default=0.05, help="two-sided level of the test (default 0.05)")
     pw.add_argument("--unit", default="cluster", choices=["cluster", "item"],
                     help="plan for clustered items (default) or treat items as independent")
+    pw.add_argument("--training-sd", type=float, default=None,
+                    help="SD of the compared difference between trainings that differ only in the seed (units of "
+                         "--metric, one metric's: give --task and --metric): adds the MDE of one training and the "
+                         "trainings per arm needed")
     pw.set_defaults(handler="power")
     cb = sub.add_parser("calibrate", help="check's tolerances from the run-to-run spread of one model under settings "
                                           "that should not matter (batch size, threads) -> a policy YAML")

@@ -215,6 +215,22 @@ def test_design_effect_and_items_needed_hand_values():
     # deff 2 and clusters of 5: about twice the items, t quantiles on clusters - 1 df add a little
     n, g = stats.items_needed(0.5, 0.05, deff=2.0, cluster_size=5)
     assert 1570 <= n <= 1580 and g == math.ceil(n / 5)
+
+
+@pytest.mark.parametrize("sd, effect, deff, size", [(0.5, 0.5, 2.0, 10), (1.0, 1.0, 1.2, 5), (0.5, 0.3, 1.5, 10),
+                                                    (0.3, 0.2, 3.0, 20), (0.5, 0.05, 2.0, 5)])
+def test_items_needed_with_few_clusters_is_the_smallest_t_design(sd, effect, deff, size):
+    """Brute force, independent of stats: the fewest clusters G whose t test (G - 1 df) has the power; a fixed-point
+    iteration used to stop at 2 clusters for the first two cases (4 and 5 are needed)."""
+    from scipy.stats import t
+
+    def items(g):
+        return deff * ((t.ppf(0.975, g - 1) + t.ppf(0.8, g - 1)) * sd / effect) ** 2
+
+    g = 2
+    while items(g) > g * size:
+        g += 1
+    assert stats.items_needed(sd, effect, deff=deff, cluster_size=size) == (math.ceil(items(g)), g)
     assert stats.detectable_drop(0.01, tolerance=0.0) == pytest.approx(stats.mde(se=0.01))
     assert stats.detectable_drop(0.01, tolerance=0.05) == pytest.approx(0.05 + 0.841621 * 0.01, abs=1e-6)
 

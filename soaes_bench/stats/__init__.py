@@ -17,7 +17,8 @@ from soaes_bench.stats.intervals import (INTERVAL_METHODS, SMALL_ITEMS, SMALL_UN
                                          clopper_pearson, describe_method, expanded_confidence, interval_method,
                                          mean_ci, min_units, normal_diff_ci, normal_z, paired_bootstrap, paired_ci,
                                          percentile_coverage, ratio_ci, statistic_ci)
-from soaes_bench.stats.power import design_effect, detectable_drop, icc, items_needed, mde, power_factor
+from soaes_bench.stats.power import (design_effect, detectable_drop, icc, items_needed, mde, power_factor,
+                                     trainings_needed)
 from soaes_bench.stats.repeats import level_label, median_ci, median_ci_level
 
 __all__ = [
@@ -29,6 +30,6 @@ __all__ = [
     "INTERVAL_METHODS", "SMALL_ITEMS", "SMALL_UNITS", "Interval", "Paired", "bootstrap_ci", "clopper_pearson",
     "describe_method", "expanded_confidence", "interval_method", "mean_ci", "min_units", "normal_diff_ci",
     "normal_z", "paired_bootstrap", "paired_ci", "percentile_coverage", "ratio_ci", "statistic_ci",
-    "design_effect", "detectable_drop", "icc", "items_needed", "mde", "power_factor",
+    "design_effect", "detectable_drop", "icc", "items_needed", "mde", "power_factor", "trainings_needed",
     "level_label", "median_ci", "median_ci_level",
 ]
