@@ -163,8 +163,8 @@ def format_power(df: pd.DataFrame) -> str:
             f"current set detects with that power, counting the test items' noise only.")
     if trained:
         note += (f" With a training-to-training SD of {first.training_sd:g}: MDE, 1 training = (q + q) * "
-                 f"sqrt(SD_train^2 + SE_items^2); trainings needed = paired trainings (seeds) per arm with the current items, "
-                 f"(q + q)^2 * (SD_train^2 + SE_items^2) / effect^2 (t quantiles on trainings - 1).")
+                 f"sqrt(SD_train^2 + SE_items^2); trainings needed = paired trainings (seeds) per arm with the "
+                 f"current items, (q + q)^2 * (SD_train^2 + SE_items^2) / effect^2 (t quantiles on trainings - 1).")
     notes = [f"{r.task} {r.metric}: {r.note}" for r in df.itertuples() if r.note]
     keyless = list(dict.fromkeys(df.task[~df["keys"].astype(bool)])) if "keys" in df else []
     if keyless:

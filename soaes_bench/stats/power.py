@@ -99,6 +99,17 @@ def design_effect(sizes: Sequence[float], rho: float) -> float:
     return float(1.0 + (float(np.sum(m ** 2)) / float(np.sum(m)) - 1.0) * rho)
 
 
+def _fewest_units(var: float, effect: float, alpha: float, power: float, per_unit: float = 1.0) -> tuple[int, float]:
+    """(G, n): the fewest units G >= 2 of a t test on G - 1 degrees of freedom whose needed sample size
+    n = (t_{G-1,1-alpha/2} + t_{G-1,power})^2 * var / effect^2 fits in them (n <= G * per_unit). Searched upward from
+    the z-quantile value, a lower bound since t quantiles are larger; a fixed-point iteration oscillated for a few
+    units and could stop at 2 where 4 are needed."""
+    g = max(2, math.ceil(power_factor(alpha, power) ** 2 * var / effect ** 2 / per_unit))
+    while (n := power_factor(alpha, power, df=g - 1) ** 2 * var / effect ** 2) > g * per_unit:
+        g += 1
+    return g, n
+
+
 def items_needed(sd: float, effect: float, alpha: float = 0.05, power: float = 0.8, deff: float = 1.0,
                  cluster_size: float = 1.0) -> tuple[int, int]:
     """(items, clusters) a two-sided paired test at `alpha` needs to detect a true difference `effect` with
@@ -107,22 +118,17 @@ def items_needed(sd: float, effect: float, alpha: float = 0.05, power: float = 0
 
         n = deff * ((q_{1-alpha/2} + q_power) * sd / effect)^2,   clusters = n / cluster_size
 
-    with t quantiles on clusters - 1 degrees of freedom (z for independent items): the fewest clusters G >= 2 whose
-    n fits in them (n <= G * cluster_size), searched upward from the z-quantile value (a lower bound; a fixed-point
-    iteration oscillated for a few clusters and could stop at 2 where 4 are needed).
-    Example: sd 0.5, effect 0.05, independent items: 785 items."""
+    with t quantiles on clusters - 1 degrees of freedom (z for independent items): the fewest clusters whose n fits
+    in them (`_fewest_units`). Example: sd 0.5, effect 0.05, independent items: 785 items."""
     if not (effect > 0 and sd >= 0 and deff >= 1 - 1e-12 and cluster_size >= 1):
         raise ValueError(f"need effect > 0, sd >= 0, deff >= 1, cluster size >= 1; got {effect}, {sd}, {deff}, "
                          f"{cluster_size}")
     if sd == 0:
         return 1, 1
-    n = deff * (power_factor(alpha, power) * sd / effect) ** 2
     if cluster_size <= 1:
-        n_items = max(1, math.ceil(n))
+        n_items = max(1, math.ceil(deff * (power_factor(alpha, power) * sd / effect) ** 2))
         return n_items, n_items
-    g = max(2, math.ceil(n / cluster_size))
-    while (n := deff * (power_factor(alpha, power, df=g - 1) * sd / effect) ** 2) > g * cluster_size:
-        g += 1
+    g, n = _fewest_units(deff * sd ** 2, effect, alpha, power, cluster_size)
     return max(1, math.ceil(n)), g
 
 
@@ -135,15 +141,10 @@ def trainings_needed(se_items: float, training_sd: float, effect: float, alpha: 
         k = (q_{1-alpha/2} + q_power)^2 * (training_sd^2 + se_items^2) / effect^2
 
     with t quantiles on k - 1 degrees of freedom (the k per-seed differences are the test's units): the smallest
-    k >= 2 that satisfies it, searched upward from the z-quantile value (t quantiles are larger, so that is a lower
-    bound; a fixed-point iteration can oscillate between small k). More test items only shrink se_items: with training_sd > 0, k stays above
-    (z-factor * training_sd / effect)^2 however many items there are.
+    k >= 2 that satisfies it (`_fewest_units`). More test items only shrink se_items: with training_sd > 0, k stays
+    above (z-factor * training_sd / effect)^2 however many items there are.
     Example: se_items 0.95, training_sd 1.0, effect 0.48 (2% of ROUGE-1 24): 65 with z quantiles, 67 with t."""
     if not (effect > 0 and se_items >= 0 and training_sd >= 0 and math.isfinite(se_items + training_sd)):
         raise ValueError(f"need effect > 0 and finite se_items, training_sd >= 0; got {effect}, {se_items}, "
                          f"{training_sd}")
-    var = training_sd ** 2 + se_items ** 2
-    k = max(2, math.ceil(power_factor(alpha, power) ** 2 * var / effect ** 2))
-    while power_factor(alpha, power, df=k - 1) ** 2 * var / effect ** 2 > k:
-        k += 1
-    return k
+    return _fewest_units(training_sd ** 2 + se_items ** 2, effect, alpha, power)[0]
